@@ -1,0 +1,263 @@
+//! `user/gyrus.toml`: the owner's configuration.
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a default), missing keys take
+//! their defaults, and every value is checked so the daemon never starts half-configured.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The file written on first start. Every key is shown with its default so the owner can see
+/// what there is to change.
+pub(crate) const DEFAULT_CONFIG: &str = r#"# gyrus configuration (user layer). Restart `gyrus up` after editing.
+# Every key below shows its default; delete a key to go back to it.
+
+[api]
+# HTTP address of the API. Port 0 picks a free port (written to runtime/listen).
+# `gyrus up --listen ADDR` overrides this.
+listen = "127.0.0.1:7878"
+# Host names accepted in the Host header besides IP literals and localhost
+# (the guard against DNS rebinding). Add the name a reverse proxy forwards, e.g. "gyrus.example.org".
+allowed_hosts = []
+# Origins (scheme://host[:port]) accepted in the Origin header of browser requests,
+# besides those of the allowed hosts.
+allowed_origins = []
+# Largest request body in bytes; larger bodies get 413.
+body_limit_bytes = 1048576
+# A request that takes longer gets 408.
+request_timeout_secs = 30
+# Requests handled at once; further requests get 503 at once instead of queueing.
+max_concurrent_requests = 256
+
+[api.rate_limit]
+# Each token (and each unauthenticated peer address) may make `burst` requests at once,
+# refilled at `per_second`. Beyond that: 429 with Retry-After.
+per_second = 50
+burst = 100
+
+[daemon]
+# On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+shutdown_grace_secs = 10
+"#;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[api]`: the HTTP API.
+    pub api: ApiConfig,
+    /// `[daemon]`: process behaviour.
+    pub daemon: DaemonConfig,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Extra Host names accepted (DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
+    /// Extra Origins accepted.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body in bytes.
+    pub body_limit_bytes: usize,
+    /// Per-request timeout.
+    pub request_timeout_secs: u64,
+    /// Requests handled at once before shedding load.
+    pub max_concurrent_requests: usize,
+    /// `[api.rate_limit]`.
+    pub rate_limit: RateLimitConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 256,
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// `[api.rate_limit]`: a token bucket per principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_second: 50,
+            burst: 100,
+        }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Seconds in-flight requests get to finish at shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// The configuration file is unreadable or wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with the line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {key} {problem}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: one_line(&e),
+        })?;
+        config.check(origin)?;
+        Ok(config)
+    }
+
+    fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key, problem| {
+            Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                key,
+                problem,
+            })
+        };
+        let api = &self.api;
+        if api.body_limit_bytes == 0 {
+            return invalid("api.body_limit_bytes", "must be at least 1");
+        }
+        if api.request_timeout_secs == 0 {
+            return invalid("api.request_timeout_secs", "must be at least 1");
+        }
+        if api.max_concurrent_requests == 0 {
+            return invalid("api.max_concurrent_requests", "must be at least 1");
+        }
+        if api.rate_limit.per_second == 0 {
+            return invalid("api.rate_limit.per_second", "must be at least 1");
+        }
+        if api.rate_limit.burst == 0 {
+            return invalid("api.rate_limit.burst", "must be at least 1");
+        }
+        if api.allowed_hosts.iter().any(|h| h.is_empty() || h.contains('/')) {
+            return invalid(
+                "api.allowed_hosts",
+                "entries must be host names like \"gyrus.example.org\" or \"host:port\"",
+            );
+        }
+        if api
+            .allowed_origins
+            .iter()
+            .any(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return invalid(
+                "api.allowed_origins",
+                "entries must look like \"https://host[:port]\"",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// toml's messages span several lines (a source excerpt); keep the first line and the location
+/// so the CLI can print one line.
+fn one_line(e: &toml::de::Error) -> String {
+    let message = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => format!("{message} (at byte {})", span.start),
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn default_file_parses_to_the_defaults() {
+        assert_eq!(Config::parse(DEFAULT_CONFIG, "gyrus.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn missing_keys_take_defaults() {
+        let c = Config::parse("[api.rate_limit]\nburst = 3\n", "t").unwrap();
+        assert_eq!(c.api.rate_limit.burst, 3);
+        assert_eq!(c.api.rate_limit.per_second, 50);
+        assert_eq!(c.daemon, DaemonConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = Config::parse("[api]\nlisten_addr = \"x\"\n", "gyrus.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("gyrus.toml: unknown field `listen_addr`"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let err = Config::parse("[api]\nlisten = \"nowhere\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("invalid socket address"), "{err}");
+        let err = Config::parse("[api]\nbody_limit_bytes = 0\n", "t").unwrap_err();
+        assert_eq!(err.to_string(), "t: api.body_limit_bytes must be at least 1");
+        let err = Config::parse("[api]\nallowed_origins = [\"example.org\"]\n", "t").unwrap_err();
+        assert!(err.to_string().contains("api.allowed_origins"), "{err}");
+    }
+}
