@@ -1,1 +1,33 @@
-fn main() {}
+//! `gyrus`: the daemon (`gyrus up`) and the command-line clients that talk to it.
+
+mod cli;
+mod client;
+mod commands;
+mod render;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return cli::report_usage_error(e),
+    };
+    let result = match cli.command {
+        Command::Up(args) => up::run(cli.home.as_deref(), args),
+        Command::Status(args) => commands::status(cli.home.as_deref(), args),
+        Command::Token(args) => commands::token(cli.home.as_deref(), args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context, then its causes.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

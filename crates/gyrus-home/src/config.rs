@@ -195,7 +195,11 @@ impl Config {
         if api.rate_limit.burst == 0 {
             return invalid("api.rate_limit.burst", "must be at least 1");
         }
-        if api.allowed_hosts.iter().any(|h| h.is_empty() || h.contains('/')) {
+        if api
+            .allowed_hosts
+            .iter()
+            .any(|h| h.is_empty() || h.contains('/'))
+        {
             return invalid(
                 "api.allowed_hosts",
                 "entries must be host names like \"gyrus.example.org\" or \"host:port\"",
@@ -232,7 +236,10 @@ mod tests {
 
     #[test]
     fn default_file_parses_to_the_defaults() {
-        assert_eq!(Config::parse(DEFAULT_CONFIG, "gyrus.toml").unwrap(), Config::default());
+        assert_eq!(
+            Config::parse(DEFAULT_CONFIG, "gyrus.toml").unwrap(),
+            Config::default()
+        );
     }
 
     #[test]
@@ -247,7 +254,10 @@ mod tests {
     fn unknown_key_is_an_error_naming_it() {
         let err = Config::parse("[api]\nlisten_addr = \"x\"\n", "gyrus.toml").unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("gyrus.toml: unknown field `listen_addr`"), "{text}");
+        assert!(
+            text.starts_with("gyrus.toml: unknown field `listen_addr`"),
+            "{text}"
+        );
         assert!(!text.contains('\n'), "one line: {text}");
     }
 
@@ -256,7 +266,10 @@ mod tests {
         let err = Config::parse("[api]\nlisten = \"nowhere\"\n", "t").unwrap_err();
         assert!(err.to_string().contains("invalid socket address"), "{err}");
         let err = Config::parse("[api]\nbody_limit_bytes = 0\n", "t").unwrap_err();
-        assert_eq!(err.to_string(), "t: api.body_limit_bytes must be at least 1");
+        assert_eq!(
+            err.to_string(),
+            "t: api.body_limit_bytes must be at least 1"
+        );
         let err = Config::parse("[api]\nallowed_origins = [\"example.org\"]\n", "t").unwrap_err();
         assert!(err.to_string().contains("api.allowed_origins"), "{err}");
     }

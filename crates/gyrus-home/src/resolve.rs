@@ -95,7 +95,10 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
-    fn check(flag: Option<&str>, pairs: &[(&str, &str)]) -> Result<(String, HomeSource), ResolveError> {
+    fn check(
+        flag: Option<&str>,
+        pairs: &[(&str, &str)],
+    ) -> Result<(String, HomeSource), ResolveError> {
         resolve(flag.map(Path::new), env(pairs)).map(|r| (r.path.display().to_string(), r.source))
     }
 
@@ -107,7 +110,10 @@ mod tests {
             ("HOME", "/home/u"),
         ];
         assert_eq!(check(Some("/f"), &all), Ok(("/f".into(), HomeSource::Flag)));
-        assert_eq!(check(None, &all), Ok(("/g".into(), HomeSource::EnvGyrusHome)));
+        assert_eq!(
+            check(None, &all),
+            Ok(("/g".into(), HomeSource::EnvGyrusHome))
+        );
         assert_eq!(
             check(None, &all[1..]),
             Ok(("/xdg/gyrus".into(), HomeSource::XdgDataHome))

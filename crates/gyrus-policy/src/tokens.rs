@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::{ConstantTimeEq, ConditionallySelectable};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::Principal;
 
@@ -175,10 +175,12 @@ fn sha256(text: &str) -> [u8; 32] {
 
 fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 fn from_hex(text: &str) -> Option<[u8; 32]> {
@@ -266,7 +268,10 @@ impl TokenStore {
             }
             Some(d) => Some(now + d.as_secs().max(1)),
         };
-        let secret = Secret(format!("{PREFIX}{}", to_hex(&random_bytes::<SECRET_BYTES>()?)));
+        let secret = Secret(format!(
+            "{PREFIX}{}",
+            to_hex(&random_bytes::<SECRET_BYTES>()?)
+        ));
         let hash = sha256(secret.expose());
         let record = Record {
             id: format!("tok_{}", to_hex(&random_bytes::<8>()?)),
@@ -387,7 +392,10 @@ mod tests {
                 name: "laptop".into()
             }
         );
-        assert_eq!(store.authenticate("gyrus_wrong", now), Err(AuthFailure::Unknown));
+        assert_eq!(
+            store.authenticate("gyrus_wrong", now),
+            Err(AuthFailure::Unknown)
+        );
 
         // A reopened store (a restarted daemon) still knows it.
         let reopened = TokenStore::open(&dir.path().join("tokens.json")).unwrap();
@@ -399,12 +407,20 @@ mod tests {
         let (_dir, mut store) = store();
         let now = SystemTime::now();
         let (_, a) = store.create("a", None, now).unwrap();
-        let (_, b) = store.create("b", Some(Duration::from_secs(60)), now).unwrap();
+        let (_, b) = store
+            .create("b", Some(Duration::from_secs(60)), now)
+            .unwrap();
         store.revoke("a", now).unwrap();
-        assert_eq!(store.authenticate(a.expose(), now), Err(AuthFailure::Revoked));
+        assert_eq!(
+            store.authenticate(a.expose(), now),
+            Err(AuthFailure::Revoked)
+        );
         assert!(store.authenticate(b.expose(), now).is_ok());
         let later = now + Duration::from_secs(61);
-        assert_eq!(store.authenticate(b.expose(), later), Err(AuthFailure::Expired));
+        assert_eq!(
+            store.authenticate(b.expose(), later),
+            Err(AuthFailure::Expired)
+        );
         let states: Vec<_> = store.list(later).into_iter().map(|t| t.state).collect();
         assert_eq!(states, [TokenState::Revoked, TokenState::Expired]);
         assert_eq!(store.active_count(now), 1);
@@ -428,7 +444,10 @@ mod tests {
         store.revoke("ci.runner-1", now).unwrap();
         let (second, _) = store.create("ci.runner-1", None, now).unwrap();
         assert_ne!(first.id, second.id, "ids are never reused");
-        assert!(matches!(store.revoke("nope", now), Err(TokenError::NotFound(_))));
+        assert!(matches!(
+            store.revoke("nope", now),
+            Err(TokenError::NotFound(_))
+        ));
         assert!(matches!(
             store.create("z", Some(Duration::ZERO), now),
             Err(TokenError::InvalidExpiry)

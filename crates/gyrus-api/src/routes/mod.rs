@@ -1,0 +1,167 @@
+//! Every route the API serves, registered through one table so that the table, the router
+//! and the OpenAPI document cannot silently disagree (a test walks the table against both).
+
+mod system;
+mod tokens;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use gyrus_policy::Principal;
+use utoipa::OpenApi;
+
+use crate::ApiStateRef;
+use crate::auth::PUBLIC_PATHS;
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+
+/// Who may call a route once authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// Any principal: the owner or any valid token.
+    Anyone,
+    /// Only the owner (over the Unix socket): minting or revoking credentials must not be
+    /// something a credential can do.
+    Owner,
+}
+
+/// One registered route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template, e.g. `/api/v1/tokens/{name}`.
+    pub path: &'static str,
+    /// Who may call it.
+    pub who: Who,
+    /// Whether it answers without a principal (listed in `PUBLIC_PATHS`).
+    pub public: bool,
+}
+
+struct Routes {
+    router: Router<ApiStateRef>,
+    table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &'static str, who: Who, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, ApiStateRef>,
+        T: 'static,
+    {
+        let filter = if method == Method::POST {
+            MethodFilter::POST
+        } else if method == Method::DELETE {
+            MethodFilter::DELETE
+        } else if method == Method::PUT {
+            MethodFilter::PUT
+        } else if method == Method::PATCH {
+            MethodFilter::PATCH
+        } else {
+            MethodFilter::GET
+        };
+        let mut endpoint = on(filter, handler);
+        if who == Who::Owner {
+            endpoint = endpoint.route_layer(middleware::from_fn(require_owner));
+        }
+        self.router = self.router.route(path, endpoint);
+        self.table.push(RouteInfo {
+            public: PUBLIC_PATHS.contains(&path),
+            method,
+            path,
+            who,
+        });
+        self
+    }
+}
+
+fn routes() -> Routes {
+    Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .add(Method::GET, "/healthz", Who::Anyone, system::healthz)
+    .add(Method::GET, "/metrics", Who::Anyone, system::metrics)
+    .add(
+        Method::GET,
+        "/openapi.json",
+        Who::Anyone,
+        system::openapi_json,
+    )
+    .add(Method::GET, "/api/v1/status", Who::Anyone, system::status)
+    .add(Method::GET, "/api/v1/tokens", Who::Anyone, tokens::list)
+    .add(Method::POST, "/api/v1/tokens", Who::Owner, tokens::create)
+    .add(
+        Method::DELETE,
+        "/api/v1/tokens/{name}",
+        Who::Owner,
+        tokens::revoke,
+    )
+}
+
+/// The route table (for tests and documentation).
+pub fn table() -> Vec<RouteInfo> {
+    routes().table
+}
+
+/// The router with every route, and a JSON 404 for everything else.
+pub(crate) fn router() -> Router<ApiStateRef> {
+    routes()
+        .router
+        .route_layer(middleware::from_fn(crate::metrics::expose_route))
+        .fallback(|| async { ApiError::not_found("no such route; GET /openapi.json lists them") })
+}
+
+async fn require_owner(request: Request, next: Next) -> Response {
+    match request.extensions().get::<Principal>() {
+        Some(p) if p.is_owner() => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "owner_only",
+            "only the owner may do this: run the command on the host as the daemon's user (it uses the Unix socket)",
+        )
+        .into_response(),
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gyrus API",
+        description = "The gyrus daemon's HTTP API. Every route but /healthz needs `Authorization: Bearer <token>` (or the owner's Unix socket). Errors are `{\"error\":{\"code\",\"message\"}}`."
+    ),
+    paths(
+        system::healthz,
+        system::metrics,
+        system::openapi_json,
+        system::status,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "system", description = "Health, status, metrics and this document"),
+        (name = "tokens", description = "API tokens for devices and thin clients"),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

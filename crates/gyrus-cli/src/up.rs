@@ -1,0 +1,244 @@
+//! `gyrus up`: initialise the home, take the one-daemon lock, serve the API on TCP and on the
+//! owner's Unix socket, and shut down cleanly on SIGINT/SIGTERM.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use gyrus_api::{ApiState, ApiStateInit};
+use gyrus_home::{Config, DaemonLock, Home, Layer, LockError, resolve};
+use gyrus_policy::TokenStore;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::UpArgs;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The longest path a Unix socket address holds on Linux (`sun_path` is 108 bytes with NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+pub fn run(home_flag: Option<&Path>, args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    init_logging();
+    let resolved = resolve(home_flag, |k| std::env::var_os(k))?;
+    let home = Home::new(&resolved.path);
+    let report = home
+        .init()
+        .with_context(|| format!("cannot set up the home {}", home.root().display()))?;
+    let lock = DaemonLock::acquire(&home.pid_path()).map_err(|e| match e {
+        LockError::AlreadyRunning { pid } => anyhow!(
+            "gyrus is already running (pid {pid}) for home {}; stop it first, or pass another --home",
+            home.root().display()
+        ),
+        other => anyhow!(other),
+    })?;
+    let config = Config::load(&home.config_path())
+        .map_err(|e| anyhow!("{e}; fix it, or delete the file to get the defaults back"))?;
+    let tokens = TokenStore::open(&home.layer(Layer::User).join("tokens.json"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gyrus")
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(serve(&home, config, tokens, args, &report, started));
+    // Whatever happened, leave no socket or listen file behind; the lock's drop removes the
+    // pid file last.
+    let _ = std::fs::remove_file(home.socket_path());
+    let _ = std::fs::remove_file(home.listen_path());
+    drop(lock);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
+fn init_logging() {
+    // GYRUS_LOG takes the tracing filter syntax, e.g. `debug` or `gyrus_api=trace`.
+    let filter = EnvFilter::try_from_env("GYRUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+async fn bind_tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "the port is taken (by another program, or a gyrus with another home); choose another with --listen or api.listen in user/gyrus.toml"
+            }
+            std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges; choose a higher port",
+            _ => "check --listen or api.listen in user/gyrus.toml",
+        };
+        anyhow!("cannot listen on {addr}: {e}; {hint}")
+    })
+}
+
+fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        bail!(
+            "the socket path {} is {len} bytes, longer than Unix sockets allow ({MAX_SOCKET_PATH}); choose a shorter --home",
+            path.display()
+        );
+    }
+    // We hold the lock, so any socket file here was left by a daemon that died.
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot remove the stale socket {}: {e}",
+                path.display()
+            ));
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot create the socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set mode 0600 on {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn serve(
+    home: &Home,
+    config: Config,
+    tokens: TokenStore,
+    args: UpArgs,
+    report: &gyrus_home::InitReport,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let requested = args.listen.unwrap_or(config.api.listen);
+    let tcp = bind_tcp(requested).await?;
+    let listen = tcp.local_addr()?;
+    let unix = bind_unix(&home.socket_path())?;
+    gyrus_home::write_atomic(&home.listen_path(), format!("{listen}\n").as_bytes(), 0o600)
+        .with_context(|| format!("cannot write {}", home.listen_path().display()))?;
+
+    let mut api_config = config.api.clone();
+    api_config.listen = listen;
+    let token_count = tokens.active_count(std::time::SystemTime::now());
+    let state = ApiState::new(ApiStateInit {
+        home: home.clone(),
+        config: api_config,
+        tokens,
+        listen,
+        owner_uid: rustix::process::geteuid().as_raw(),
+        version: VERSION,
+    });
+    state.set_part("http", "running", format!("http://{listen}"));
+    state.set_part(
+        "socket",
+        "running",
+        home.socket_path().display().to_string(),
+    );
+    state.set_part("tokens", "ready", format!("{token_count} active"));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let app = gyrus_api::app(state.clone());
+    let mut tcp_server = tokio::spawn(gyrus_api::serve_tcp(
+        tcp,
+        app.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let mut unix_server = tokio::spawn(gyrus_api::serve_unix(unix, app, stopped(stop_rx.clone())));
+    let housekeeping = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.prune_rate_limits();
+            }
+        })
+    };
+
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    print_banner(home, listen, report, started);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(%listen, pid = std::process::id(), "ready");
+
+    // Run until a signal, or until a server fails (which is an error exit).
+    let failure = tokio::select! {
+        _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); None }
+        r = &mut tcp_server => Some(("http", r)),
+        r = &mut unix_server => Some(("socket", r)),
+    };
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    housekeeping.abort();
+    if let Some((part, result)) = failure {
+        let reason = match result {
+            Ok(Ok(())) => "stopped unexpectedly".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        bail!("the {part} server failed: {reason}");
+    }
+
+    // Let in-flight requests finish, within the grace period; a second signal cuts it short.
+    let grace = Duration::from_secs(config.daemon.shutdown_grace_secs);
+    let drained = tokio::select! {
+        r = tokio::time::timeout(grace, async { let _ = tokio::join!(&mut tcp_server, &mut unix_server); }) => r.is_ok(),
+        _ = sigterm.recv() => false,
+        _ = sigint.recv() => false,
+    };
+    if !drained {
+        tracing::warn!("requests still in flight were cut off");
+        tcp_server.abort();
+        unix_server.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(
+    home: &Home,
+    listen: SocketAddr,
+    report: &gyrus_home::InitReport,
+    started: Instant,
+) {
+    let new = if report.is_new() {
+        "  (new: created core/ user/ memory/ runtime/)"
+    } else {
+        ""
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "gyrus {VERSION} is up (pid {}, ready in {} ms)",
+        std::process::id(),
+        started.elapsed().as_millis()
+    );
+    let _ = writeln!(out, "  home    {}{new}", home.root().display());
+    let _ = writeln!(out, "  config  {}", home.config_path().display());
+    let _ = writeln!(
+        out,
+        "  http    http://{listen}  (needs a token: `gyrus token create NAME`)"
+    );
+    let _ = writeln!(
+        out,
+        "  socket  {}  (owner only; `gyrus status` uses it)",
+        home.socket_path().display()
+    );
+    if !listen.ip().is_loopback() {
+        let _ = writeln!(
+            out,
+            "  warning: listening beyond this machine over plain HTTP; tokens cross the network unencrypted unless a TLS proxy fronts gyrus"
+        );
+    }
+    let _ = writeln!(out, "Stop with Ctrl-C or SIGTERM.");
+    let _ = out.flush();
+}
