@@ -149,3 +149,136 @@ pub(crate) fn stack(router: axum::Router, state: ApiStateRef) -> App {
         .service(router);
     BoxCloneService::new(service)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::extract::ConnectInfo;
+    use axum::routing::get;
+    use gyrus_home::{Config, Home};
+    use gyrus_policy::TokenStore;
+    use http_body_util::BodyExt;
+    use tokio::sync::Notify;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{ApiState, ApiStateInit, Peer};
+
+    fn state(dir: &tempfile::TempDir, edit: impl FnOnce(&mut Config)) -> ApiStateRef {
+        let mut config = Config::default();
+        edit(&mut config);
+        let home = Home::new(dir.path());
+        home.init().unwrap();
+        ApiState::new(ApiStateInit {
+            tokens: TokenStore::open(&dir.path().join("user/tokens.json")).unwrap(),
+            home,
+            config: config.api,
+            listen: "127.0.0.1:7878".parse().unwrap(),
+            owner_uid: 1000,
+            version: "test",
+        })
+    }
+
+    fn owner_request(path: &str) -> Request {
+        let mut request = Request::get(path).body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(Peer::Unix { uid: Some(1000) }));
+        request
+    }
+
+    async fn json(response: Response) -> (StatusCode, serde_json::Value) {
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_request_times_out_with_408() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir, |c| c.api.request_timeout_secs = 2);
+        let router = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "late"
+            }),
+        );
+        let response = stack(router, state)
+            .oneshot(owner_request("/slow"))
+            .await
+            .unwrap();
+        let (status, body) = json(response).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(body["error"]["code"], "timeout");
+    }
+
+    #[tokio::test]
+    async fn requests_over_the_concurrency_limit_are_shed_with_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir, |c| c.api.max_concurrent_requests = 1);
+        let entered = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let router = {
+            let (entered, release) = (entered.clone(), release.clone());
+            Router::new().route(
+                "/hold",
+                get(move || async move {
+                    entered.notify_one();
+                    release.notified().await;
+                    "done"
+                }),
+            )
+        };
+        let app = stack(router, state);
+        let first = tokio::spawn(app.clone().oneshot(owner_request("/hold")));
+        entered.notified().await;
+        let (status, body) = json(app.clone().oneshot(owner_request("/hold")).await.unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "overloaded");
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_json_and_the_service_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("bug");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/fine", get(|| async { "ok" }));
+        let app = stack(router, state(&dir, |_| {}));
+        let (status, body) = json(app.clone().oneshot(owner_request("/boom")).await.unwrap()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+        let response = app.oneshot(owner_request("/fine")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn errors_from_the_router_are_uniform_json_and_keep_their_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(state(&dir, |_| {}));
+        let mut request = owner_request("/api/v1/status");
+        *request.method_mut() = axum::http::Method::PUT;
+        let response = app.oneshot(request).await.unwrap();
+        assert!(response.headers().contains_key(header::ALLOW));
+        assert!(response.headers().contains_key("x-request-id"));
+        assert_eq!(
+            response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
+        );
+        let (status, body) = json(response).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+}

@@ -38,6 +38,8 @@ pub fn run(home_flag: Option<&Path>, args: UpArgs) -> anyhow::Result<()> {
         ),
         other => anyhow!(other),
     })?;
+    // A daemon killed with -9 leaves its listen file: it names an address nobody serves.
+    let _ = std::fs::remove_file(home.listen_path());
     let config = Config::load(&home.config_path())
         .map_err(|e| anyhow!("{e}; fix it, or delete the file to get the defaults back"))?;
     let tokens = TokenStore::open(&home.layer(Layer::User).join("tokens.json"))?;
