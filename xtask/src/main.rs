@@ -1,1 +1,99 @@
-fn main() {}
+//! Repository automation, run as `cargo xtask <task>`.
+//!
+//! - `test`: installs what the test suite needs, then runs all of it: `cargo fmt --check`,
+//!   `cargo clippy -D warnings`, `cargo deny` (bans, licences, sources) and every test. This is
+//!   the README's test command and exactly what CI (`.ci/run`) runs.
+//! - `bench`: the startup benchmark (`cargo bench -p gyrus-cli --bench startup`).
+//! - `deps`: only the installation step.
+
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+fn main() -> std::process::ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "test" => test(),
+        "bench" => bench(),
+        "deps" => tools::install(&root()).map(|_| ()),
+        _ => {
+            eprintln!("usage: cargo xtask <test|bench|deps>");
+            eprintln!("  test   install test dependencies, then fmt, clippy, deny and every test");
+            eprintln!("  bench  the startup benchmark (time from exec to ready, idle RSS)");
+            eprintln!("  deps   only install test dependencies");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs one step, echoing it first, and fails with its name if it fails.
+fn step(name: &str, mut command: Command) -> anyhow::Result<()> {
+    println!("==> {name}");
+    let start = Instant::now();
+    let status = command
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot run {name}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    println!("==> {name}: ok in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn test() -> anyhow::Result<()> {
+    let root = root();
+    let tools = tools::install(&root)?;
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    step("cargo fmt --check", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    step("cargo clippy -D warnings", clippy)?;
+
+    let mut deny = Command::new(&tools.cargo_deny);
+    deny.args(["--offline", "check", "bans", "licenses", "sources"]);
+    step("cargo deny check bans licenses sources", deny)?;
+
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--locked"]);
+    step("cargo test --workspace", test)?;
+    Ok(())
+}
+
+fn bench() -> anyhow::Result<()> {
+    let mut bench = cargo();
+    bench.args(["bench", "-p", "gyrus-cli", "--bench", "startup", "--locked"]);
+    step("startup benchmark", bench)
+}

@@ -2,6 +2,8 @@
 //! list nothing that is not registered), and each must refuse a request without a token unless
 //! it is on the public allowlist.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
