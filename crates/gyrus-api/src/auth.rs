@@ -144,7 +144,8 @@ pub(crate) async fn authenticate(
         (Ok(Principal::Owner { .. }), _) => "owner".to_string(),
         (Ok(Principal::Token { id, .. }), _) => format!("token:{id}"),
         (Err(_), Peer::Tcp(addr)) => format!("peer:{}", addr.ip()),
-        (Err(_), Peer::Unix { uid }) => format!("uid:{uid:?}"),
+        (Err(_), Peer::Unix { uid: Some(uid) }) => format!("uid:{uid}"),
+        (Err(_), Peer::Unix { uid: None }) => "uid:unknown".to_string(),
     };
     if let Err(not_until) = state.limiter.check_key(&key) {
         state.metrics.rate_limited();

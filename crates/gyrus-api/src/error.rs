@@ -43,7 +43,7 @@ impl ApiError {
         }
     }
 
-    /// 400 with code `bad_request`.
+    /// 400 with the given code.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }

@@ -143,11 +143,18 @@ impl Metrics {
     }
 }
 
-/// Resident set size from /proc/self/statm (pages × page size).
+/// Resident set size, from `VmRSS` in /proc/self/status (reported in KiB whatever the page
+/// size).
 fn resident_bytes() -> Option<i64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Carries the matched route template from inside the router out to [`record`], which runs

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -146,7 +146,9 @@ pub(crate) fn stack(router: axum::Router, state: ApiStateRef) -> App {
             auth::authenticate,
         ))
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .service(router);
+        // RequestBodyLimitLayer enforces api.body_limit_bytes; axum's own 2 MiB default for
+        // extractors would otherwise cap it silently.
+        .service(router.layer(DefaultBodyLimit::disable()));
     BoxCloneService::new(service)
 }
 
@@ -240,6 +242,42 @@ mod tests {
         assert_eq!(body["error"]["code"], "overloaded");
         release.notify_one();
         assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn the_configured_body_limit_is_the_only_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 4 * 1024 * 1024;
+        let state = state(&dir, |c| c.api.body_limit_bytes = limit);
+        let router = Router::new().route(
+            "/echo",
+            axum::routing::post(
+                |crate::ApiJson(v): crate::ApiJson<serde_json::Value>| async move {
+                    v.as_str().map_or(0, str::len).to_string()
+                },
+            ),
+        );
+        let app = stack(router, state);
+        let post = |len: usize| {
+            // A JSON string: two quotes around len - 2 letters.
+            let body = format!("\"{}\"", "a".repeat(len - 2));
+            let mut request = owner_request("/echo");
+            *request.method_mut() = axum::http::Method::POST;
+            request.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            *request.body_mut() = Body::from(body);
+            app.clone().oneshot(request)
+        };
+        // 3 MiB is over axum's own 2 MiB default but within the configured 4 MiB.
+        let response = post(3 * 1024 * 1024).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let (status, body) = json(post(limit + 1).await.unwrap()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+        );
     }
 
     #[tokio::test]

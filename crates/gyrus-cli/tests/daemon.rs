@@ -382,10 +382,19 @@ fn a_thin_client_uses_gyrus_url_and_token() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid token"));
 
-    // A token cannot mint tokens.
-    let out = remote(&token, &["token", "create", "more"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only the owner"));
+    // A token can neither mint tokens nor see the others.
+    for args in [
+        &["token", "create", "more"][..],
+        &["token", "list"],
+        &["token", "revoke", "phone"],
+    ] {
+        let out = remote(&token, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("only the owner"),
+            "{args:?}"
+        );
+    }
 
     let out = gyrus(elsewhere.path())
         .env("GYRUS_URL", &url)

@@ -20,8 +20,8 @@ listen = "127.0.0.1:7878"
 # Host names accepted in the Host header besides IP literals and localhost
 # (the guard against DNS rebinding). Add the name a reverse proxy forwards, e.g. "gyrus.example.org".
 allowed_hosts = []
-# Origins (scheme://host[:port]) accepted in the Origin header of browser requests,
-# besides those of the allowed hosts.
+# A browser's Origin header must name the host the request was sent to; list other
+# origins (scheme://host[:port]) that may call the API here.
 allowed_origins = []
 # Largest request body in bytes; larger bodies get 413.
 body_limit_bytes = 1048576

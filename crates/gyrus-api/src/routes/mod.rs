@@ -40,27 +40,29 @@ pub struct RouteInfo {
     pub public: bool,
 }
 
+/// The methods routes use (HEAD is answered for every GET by axum).
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
 struct Routes {
     router: Router<ApiStateRef>,
     table: Vec<RouteInfo>,
 }
 
 impl Routes {
-    fn add<H, T>(mut self, method: Method, path: &'static str, who: Who, handler: H) -> Self
+    fn add<H, T>(mut self, verb: Verb, path: &'static str, who: Who, handler: H) -> Self
     where
         H: axum::handler::Handler<T, ApiStateRef>,
         T: 'static,
     {
-        let filter = if method == Method::POST {
-            MethodFilter::POST
-        } else if method == Method::DELETE {
-            MethodFilter::DELETE
-        } else if method == Method::PUT {
-            MethodFilter::PUT
-        } else if method == Method::PATCH {
-            MethodFilter::PATCH
-        } else {
-            MethodFilter::GET
+        let (method, filter) = match verb {
+            Verb::Get => (Method::GET, MethodFilter::GET),
+            Verb::Post => (Method::POST, MethodFilter::POST),
+            Verb::Delete => (Method::DELETE, MethodFilter::DELETE),
         };
         let mut endpoint = on(filter, handler);
         if who == Who::Owner {
@@ -82,19 +84,19 @@ fn routes() -> Routes {
         router: Router::new(),
         table: Vec::new(),
     }
-    .add(Method::GET, "/healthz", Who::Anyone, system::healthz)
-    .add(Method::GET, "/metrics", Who::Anyone, system::metrics)
+    .add(Verb::Get, "/healthz", Who::Anyone, system::healthz)
+    .add(Verb::Get, "/metrics", Who::Anyone, system::metrics)
     .add(
-        Method::GET,
+        Verb::Get,
         "/openapi.json",
         Who::Anyone,
         system::openapi_json,
     )
-    .add(Method::GET, "/api/v1/status", Who::Anyone, system::status)
-    .add(Method::GET, "/api/v1/tokens", Who::Anyone, tokens::list)
-    .add(Method::POST, "/api/v1/tokens", Who::Owner, tokens::create)
+    .add(Verb::Get, "/api/v1/status", Who::Anyone, system::status)
+    .add(Verb::Get, "/api/v1/tokens", Who::Owner, tokens::list)
+    .add(Verb::Post, "/api/v1/tokens", Who::Owner, tokens::create)
     .add(
-        Method::DELETE,
+        Verb::Delete,
         "/api/v1/tokens/{name}",
         Who::Owner,
         tokens::revoke,

@@ -1,4 +1,5 @@
-//! API tokens: list, create (owner only), revoke (owner only).
+//! API tokens: list, create and revoke, all owner only: managing credentials must not be
+//! something a credential can do, and a device has no need to see the others.
 
 use std::time::{Duration, SystemTime};
 
@@ -71,11 +72,12 @@ async fn with_store<T: Send + 'static>(
     .map_err(ApiError::internal)?
 }
 
-/// Lists tokens.
+/// Lists tokens (owner only).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
     responses(
         (status = 200, description = "All tokens", body = TokenList),
         (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Not the owner", body = ErrorBody),
     ))]
 pub(crate) async fn list(State(state): State<ApiStateRef>) -> Result<Json<TokenList>, ApiError> {
     let tokens = state
