@@ -243,6 +243,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_shows_the_real_defaults() {
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(DEFAULT_CONFIG),
+            "README.md's configuration block differs from DEFAULT_CONFIG; copy it over"
+        );
+    }
+
+    #[test]
     fn missing_keys_take_defaults() {
         let c = Config::parse("[api.rate_limit]\nburst = 3\n", "t").unwrap();
         assert_eq!(c.api.rate_limit.burst, 3);
