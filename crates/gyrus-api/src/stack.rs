@@ -41,7 +41,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use crate::error::{self, ApiError};
 use crate::{ApiStateRef, auth, metrics};
 
-/// The complete API as one service, ready for [`crate::serve_tcp`] and [`crate::serve_unix`].
+/// The complete API as one service, ready for [`crate::serve`].
 pub type App = BoxCloneService<Request, Response, Infallible>;
 
 fn span(request: &Request<Body>) -> tracing::Span {

@@ -148,12 +148,8 @@ async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let app = gyrus_api::app(state.clone());
-    let mut tcp_server = tokio::spawn(gyrus_api::serve_tcp(
-        tcp,
-        app.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    let mut unix_server = tokio::spawn(gyrus_api::serve_unix(unix, app, stopped(stop_rx.clone())));
+    let mut tcp_server = tokio::spawn(gyrus_api::serve(tcp, app.clone(), stopped(stop_rx.clone())));
+    let mut unix_server = tokio::spawn(gyrus_api::serve(unix, app, stopped(stop_rx.clone())));
     let housekeeping = {
         let state = state.clone();
         tokio::spawn(async move {
