@@ -129,6 +129,15 @@ pub(crate) async fn authenticate(
                 Ok(tokens) => tokens.authenticate(&token, SystemTime::now()),
                 Err(_) => Err(AuthFailure::Unknown),
             };
+            // Not a device token: perhaps an agent's (minted by the kernel at its start).
+            let result = match result {
+                Err(AuthFailure::Unknown) => state
+                    .kernel
+                    .authenticate_agent(&token)
+                    .map(|(id, name)| Principal::Agent { id, name })
+                    .ok_or(AuthFailure::Unknown),
+                other => other,
+            };
             result.map_err(|failure| {
                 let message = match failure {
                     AuthFailure::Unknown => "invalid token",
@@ -141,8 +150,7 @@ pub(crate) async fn authenticate(
     };
 
     let key = match (&outcome, peer) {
-        (Ok(Principal::Owner { .. }), _) => "owner".to_string(),
-        (Ok(Principal::Token { id, .. }), _) => format!("token:{id}"),
+        (Ok(principal), _) => principal.id(),
         (Err(_), Peer::Tcp(addr)) => format!("peer:{}", addr.ip()),
         (Err(_), Peer::Unix { uid: Some(uid) }) => format!("uid:{uid}"),
         (Err(_), Peer::Unix { uid: None }) => "uid:unknown".to_string(),

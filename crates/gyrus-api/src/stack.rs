@@ -173,7 +173,10 @@ mod tests {
         edit(&mut config);
         let home = Home::new(dir.path());
         home.init().unwrap();
+        let kernel =
+            Arc::new(gyrus_kernel::Kernel::open(&home, "http://127.0.0.1:7878".into()).unwrap());
         ApiState::new(ApiStateInit {
+            kernel,
             tokens: TokenStore::open(&dir.path().join("user/tokens.json")).unwrap(),
             home,
             config: config.api,

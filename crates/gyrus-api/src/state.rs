@@ -61,6 +61,8 @@ pub struct ApiState {
     pub parts: RwLock<BTreeMap<String, PartStatus>>,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// The agent kernel.
+    pub kernel: Arc<gyrus_kernel::Kernel>,
     pub(crate) limiter: Limiter,
 }
 
@@ -79,6 +81,8 @@ pub struct ApiStateInit {
     pub owner_uid: u32,
     /// Version string.
     pub version: &'static str,
+    /// The agent kernel.
+    pub kernel: Arc<gyrus_kernel::Kernel>,
 }
 
 impl ApiState {
@@ -100,6 +104,7 @@ impl ApiState {
             started_at: SystemTime::now(),
             parts: RwLock::new(BTreeMap::new()),
             metrics: Metrics::new(init.version),
+            kernel: init.kernel,
             limiter: RateLimiter::keyed(quota),
         })
     }

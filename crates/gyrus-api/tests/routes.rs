@@ -22,7 +22,11 @@ fn app(dir: &tempfile::TempDir) -> gyrus_api::App {
     home.init().unwrap();
     let tokens = TokenStore::open(&home.layer(Layer::User).join("tokens.json")).unwrap();
     let listen: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+    let kernel = std::sync::Arc::new(
+        gyrus_kernel::Kernel::open(&home, "http://127.0.0.1:7878".into()).unwrap(),
+    );
     gyrus_api::app(ApiState::new(ApiStateInit {
+        kernel,
         home,
         config: Config::default().api,
         tokens,

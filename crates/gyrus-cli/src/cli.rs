@@ -34,6 +34,143 @@ pub enum Command {
     Status(JsonArg),
     /// Create, list and revoke API tokens for devices and thin clients
     Token(TokenArgs),
+    /// Spawn, list, stop, start and remove agents
+    Agent(AgentArgs),
+    /// Read and verify the tamper-evident audit trail
+    Audit(AuditArgs),
+    /// Send a message by intent, to an agent's durable mailbox or to live subscribers
+    Send(SendArgs),
+    /// Receive messages from an agent's mailbox (acknowledged once printed), or watch live
+    Recv(RecvArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Dotted intent, e.g. ops.disk.cleanup
+    pub intent: String,
+    /// The payload, as JSON
+    #[arg(long, default_value = "null", value_name = "JSON")]
+    pub payload: String,
+    /// An agent's name: deliver to its durable mailbox (even while it is stopped)
+    #[arg(long, value_name = "AGENT")]
+    pub to: Option<String>,
+    /// Drop the message if not delivered within this long, e.g. 30s or 5m
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// Intent pattern: `*` matches one part, a final `>` the rest
+    #[arg(default_value = ">")]
+    pub pattern: String,
+    /// Read this agent's mailbox (as the owner, or as the agent itself)
+    #[arg(long = "as", value_name = "AGENT")]
+    pub as_agent: Option<String>,
+    /// At most this many messages
+    #[arg(long, default_value_t = 10)]
+    pub max: usize,
+    /// Wait this long for a first message, e.g. 10s [default: 0 for a mailbox, 30s live]
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
+    /// Leave mailbox messages unacknowledged: they are delivered again after their lease
+    #[arg(long)]
+    pub no_ack: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest entries
+    Tail {
+        /// How many
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// One entry in full
+    Show {
+        /// Its sequence number
+        seq: u64,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Why an entry happened: request, intent, grant and policies, decision, outcome
+    Why {
+        /// Its sequence number
+        seq: u64,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Recompute every hash, the chain, the Merkle root and the signed checkpoint; exit 0 only
+    /// if the trail is intact (works on the home's files, with or without the daemon)
+    Verify(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: AgentCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Spawn an agent from a manifest (TOML or JSON)
+    Spawn {
+        /// The manifest file
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// List agents
+    List(JsonArg),
+    /// Show one agent
+    Show {
+        /// The agent's name
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Stop an agent (it keeps its id, grants and mailbox)
+    Stop {
+        /// The agent's name
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Start a stopped agent
+    Start {
+        /// The agent's name
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Stop and retire an agent for good; its name becomes free
+    Remove {
+        /// The agent's name
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Print the end of an agent's log
+    Logs {
+        /// The agent's name
+        name: String,
+        /// How many bytes from the end
+        #[arg(long, default_value_t = 65536)]
+        bytes: u64,
+    },
 }
 
 #[derive(Debug, Args)]

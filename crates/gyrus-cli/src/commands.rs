@@ -6,13 +6,13 @@ use anyhow::Context;
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{JsonArg, TokenArgs, TokenCommand};
+use crate::cli::{AgentArgs, AgentCommand, JsonArg, TokenArgs, TokenCommand};
 use crate::client::Client;
 use crate::render;
 
 /// Runs one client request on a small single-threaded runtime (client commands must start
 /// fast; the daemon is where the threads are).
-fn ask(
+pub(crate) fn ask(
     home: Option<&Path>,
     method: Method,
     path: &str,
@@ -27,12 +27,12 @@ fn ask(
     Ok((client, value))
 }
 
-fn print_json(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -163,6 +163,119 @@ pub fn token(home: Option<&Path>, args: TokenArgs) -> anyhow::Result<()> {
                 s(&v["token"]["name"]),
                 s(&v["token"]["id"])
             );
+            Ok(())
+        }
+    }
+}
+
+fn agent_rows(agents: &[Value]) -> Vec<Vec<String>> {
+    agents
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["name"]),
+                s(&a["id"]),
+                s(&a["state"]),
+                if a["manifest"]["command"].is_null() {
+                    "no".into()
+                } else {
+                    "yes".into()
+                },
+                s(&a["starts"]),
+                a["last_error"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn print_agent(v: &Value) {
+    print!(
+        "{}",
+        render::table(
+            &["NAME", "ID", "STATE", "PROCESS", "STARTS", "LAST ERROR"],
+            &agent_rows(std::slice::from_ref(v))
+        )
+    );
+}
+
+/// `gyrus agent …`.
+pub fn agent(home: Option<&Path>, args: AgentArgs) -> anyhow::Result<()> {
+    let one = |method: Method, path: String, json: JsonArg| -> anyhow::Result<()> {
+        let (_, v) = ask(home, method, &path, None)?;
+        if json.json {
+            return print_json(&v);
+        }
+        print_agent(&v["agent"]);
+        Ok(())
+    };
+    match args.command {
+        AgentCommand::Spawn { manifest, json } => {
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("cannot read the manifest {}", manifest.display()))?;
+            let (_, v) = ask(
+                home,
+                Method::POST,
+                "/api/v1/agents",
+                Some(json!({ "manifest": text })),
+            )?;
+            if json.json {
+                return print_json(&v);
+            }
+            print_agent(&v["agent"]);
+            if let Some(token) = v["token"].as_str() {
+                println!(
+                    "\nThis agent has no command: it connects by itself with this token (shown once):\n\n{token}\n"
+                );
+            }
+            Ok(())
+        }
+        AgentCommand::List(json) => {
+            let (_, v) = ask(home, Method::GET, "/api/v1/agents", None)?;
+            if json.json {
+                return print_json(&v);
+            }
+            let empty = Vec::new();
+            let agents = v["agents"].as_array().unwrap_or(&empty);
+            if agents.is_empty() {
+                println!("No agents; spawn one with `gyrus agent spawn --manifest FILE`.");
+                return Ok(());
+            }
+            print!(
+                "{}",
+                render::table(
+                    &["NAME", "ID", "STATE", "PROCESS", "STARTS", "LAST ERROR"],
+                    &agent_rows(agents)
+                )
+            );
+            Ok(())
+        }
+        AgentCommand::Show { name, json } => one(
+            Method::GET,
+            format!("/api/v1/agents/{}", encode_segment(&name)),
+            json,
+        ),
+        AgentCommand::Stop { name, json } => one(
+            Method::POST,
+            format!("/api/v1/agents/{}/stop", encode_segment(&name)),
+            json,
+        ),
+        AgentCommand::Start { name, json } => one(
+            Method::POST,
+            format!("/api/v1/agents/{}/start", encode_segment(&name)),
+            json,
+        ),
+        AgentCommand::Remove { name, json } => one(
+            Method::DELETE,
+            format!("/api/v1/agents/{}", encode_segment(&name)),
+            json,
+        ),
+        AgentCommand::Logs { name, bytes } => {
+            let path = format!(
+                "/api/v1/agents/{}/logs?bytes={bytes}",
+                encode_segment(&name)
+            );
+            let (_, v) = ask(home, Method::GET, &path, None)?;
+            print!("{}", v["log"].as_str().unwrap_or(""));
             Ok(())
         }
     }

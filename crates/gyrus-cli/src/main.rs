@@ -1,8 +1,10 @@
 //! `gyrus`: the daemon (`gyrus up`) and the command-line clients that talk to it.
 
+mod audit;
 mod cli;
 mod client;
 mod commands;
+mod ipc;
 mod render;
 mod up;
 
@@ -21,6 +23,10 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(cli.home.as_deref(), args),
         Command::Status(args) => commands::status(cli.home.as_deref(), args),
         Command::Token(args) => commands::token(cli.home.as_deref(), args),
+        Command::Agent(args) => commands::agent(cli.home.as_deref(), args),
+        Command::Audit(args) => audit::run(cli.home.as_deref(), args),
+        Command::Send(args) => ipc::send(cli.home.as_deref(), args),
+        Command::Recv(args) => ipc::recv(cli.home.as_deref(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

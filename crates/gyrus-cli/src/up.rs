@@ -127,7 +127,12 @@ async fn serve(
     let mut api_config = config.api.clone();
     api_config.listen = listen;
     let token_count = tokens.active_count(std::time::SystemTime::now());
+    let kernel = std::sync::Arc::new(
+        gyrus_kernel::Kernel::open(home, format!("http://{listen}"))
+            .context("cannot open the agent kernel")?,
+    );
     let state = ApiState::new(ApiStateInit {
+        kernel: kernel.clone(),
         home: home.clone(),
         config: api_config,
         tokens,
@@ -163,6 +168,12 @@ async fn serve(
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    kernel.resume().context("cannot resume the agents")?;
+    state.set_part(
+        "kernel",
+        "running",
+        format!("{} agents", kernel.agents(false).map_or(0, |a| a.len())),
+    );
     print_banner(home, listen, report, started);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(%listen, pid = std::process::id(), "ready");
@@ -175,9 +186,11 @@ async fn serve(
         r = &mut unix_server => Some(("socket", r)),
     };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    kernel.begin_shutdown();
     let _ = stop_tx.send(true);
     housekeeping.abort();
     if let Some((part, result)) = failure {
+        kernel.shutdown().await;
         let reason = match result {
             Ok(Ok(())) => "stopped unexpectedly".to_string(),
             Ok(Err(e)) => e.to_string(),
@@ -198,6 +211,7 @@ async fn serve(
         tcp_server.abort();
         unix_server.abort();
     }
+    kernel.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Every route the API serves, registered through one table so that the table, the router
 //! and the OpenAPI document cannot silently disagree (a test walks the table against both).
 
+pub(crate) mod agents;
+mod audit;
+mod ipc;
 mod system;
 mod tokens;
 
@@ -22,6 +25,9 @@ use crate::error::{ApiError, ErrorBody, ErrorDetail};
 pub enum Who {
     /// Any principal: the owner or any valid token.
     Anyone,
+    /// The owner or the owner's devices (API tokens), but not agents or sessions: for what
+    /// shows everything that happened.
+    Devices,
     /// Only the owner (over the Unix socket): minting or revoking credentials must not be
     /// something a credential can do.
     Owner,
@@ -65,8 +71,10 @@ impl Routes {
             Verb::Delete => (Method::DELETE, MethodFilter::DELETE),
         };
         let mut endpoint = on(filter, handler);
-        if who == Who::Owner {
-            endpoint = endpoint.route_layer(middleware::from_fn(require_owner));
+        match who {
+            Who::Anyone => {}
+            Who::Devices => endpoint = endpoint.route_layer(middleware::from_fn(require_device)),
+            Who::Owner => endpoint = endpoint.route_layer(middleware::from_fn(require_owner)),
         }
         self.router = self.router.route(path, endpoint);
         self.table.push(RouteInfo {
@@ -101,6 +109,74 @@ fn routes() -> Routes {
         Who::Owner,
         tokens::revoke,
     )
+    .add(Verb::Get, "/api/v1/agents", Who::Anyone, agents::list)
+    .add(Verb::Post, "/api/v1/agents", Who::Owner, agents::spawn)
+    .add(
+        Verb::Get,
+        "/api/v1/agents/{name}",
+        Who::Anyone,
+        agents::show,
+    )
+    .add(
+        Verb::Delete,
+        "/api/v1/agents/{name}",
+        Who::Owner,
+        agents::remove,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/agents/{name}/stop",
+        Who::Owner,
+        agents::stop,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/agents/{name}/start",
+        Who::Owner,
+        agents::start,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/agents/{name}/logs",
+        Who::Owner,
+        agents::logs,
+    )
+    .add(Verb::Post, "/api/v1/messages", Who::Anyone, ipc::send)
+    .add(Verb::Get, "/api/v1/messages", Who::Anyone, ipc::receive)
+    .add(Verb::Post, "/api/v1/messages/ack", Who::Anyone, ipc::ack)
+    .add(Verb::Get, "/api/v1/events", Who::Devices, ipc::events)
+    .add(Verb::Get, "/api/v1/audit", Who::Devices, audit::tail)
+    .add(
+        Verb::Get,
+        "/api/v1/audit/verify",
+        Who::Devices,
+        audit::verify,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/audit/tree-head",
+        Who::Anyone,
+        audit::tree_head,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/audit/proof/inclusion",
+        Who::Anyone,
+        audit::inclusion,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/audit/proof/consistency",
+        Who::Anyone,
+        audit::consistency,
+    )
+    .add(Verb::Get, "/api/v1/audit/{seq}", Who::Devices, audit::show)
+    .add(
+        Verb::Get,
+        "/api/v1/audit/{seq}/why",
+        Who::Devices,
+        audit::why,
+    )
 }
 
 /// The route table (for tests and documentation).
@@ -114,6 +190,18 @@ pub(crate) fn router() -> Router<ApiStateRef> {
         .router
         .route_layer(middleware::from_fn(crate::metrics::expose_route))
         .fallback(|| async { ApiError::not_found("no such route; GET /openapi.json lists them") })
+}
+
+async fn require_device(request: Request, next: Next) -> Response {
+    match request.extensions().get::<Principal>() {
+        Some(Principal::Owner { .. } | Principal::Token { .. }) => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "devices_only",
+            "only the owner and the owner's device tokens may do this, not agents or sessions",
+        )
+        .into_response(),
+    }
 }
 
 async fn require_owner(request: Request, next: Next) -> Response {
@@ -143,6 +231,24 @@ async fn require_owner(request: Request, next: Next) -> Response {
         tokens::list,
         tokens::create,
         tokens::revoke,
+        agents::list,
+        agents::spawn,
+        agents::show,
+        agents::remove,
+        agents::stop,
+        agents::start,
+        agents::logs,
+        ipc::send,
+        ipc::receive,
+        ipc::ack,
+        ipc::events,
+        audit::tail,
+        audit::verify,
+        audit::tree_head,
+        audit::inclusion,
+        audit::consistency,
+        audit::show,
+        audit::why,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -150,6 +256,9 @@ async fn require_owner(request: Request, next: Next) -> Response {
     tags(
         (name = "system", description = "Health, status, metrics and this document"),
         (name = "tokens", description = "API tokens for devices and thin clients"),
+        (name = "agents", description = "Agents: spawned from manifests, supervised, stopped, removed"),
+        (name = "ipc", description = "Semantic IPC: messages by intent, durable agent mailboxes, the kernel event stream"),
+        (name = "audit", description = "The tamper-evident audit trail: entries, why, verify, signed tree heads, RFC 6962 proofs"),
     )
 )]
 #[derive(Debug)]

@@ -1,0 +1,12 @@
+//! The gyrus agent kernel: agents (manifests, the registry, supervised processes) and the
+//! [`Kernel`] facade through which every caller reaches them.
+
+pub mod kernel;
+pub mod manifest;
+pub mod registry;
+pub mod restart;
+pub mod supervisor;
+
+pub use kernel::{Kernel, KernelError, Spawned, audit_paths};
+pub use manifest::Manifest;
+pub use registry::{AgentRecord, AgentState};
