@@ -38,10 +38,84 @@ pub enum Command {
     Agent(AgentArgs),
     /// Read and verify the tamper-evident audit trail
     Audit(AuditArgs),
+    /// Add, list and revoke grants (capabilities for agents and tokens)
+    Grant(GrantArgs),
+    /// List consent requests waiting for the owner
+    Approvals(JsonArg),
+    /// Approve a consent request: one grant per call it bundles
+    Approve {
+        /// The consent request's id
+        id: String,
+        /// How long the grants last, e.g. 1h [default: no expiry]
+        #[arg(long = "for", value_name = "DURATION")]
+        valid_for: Option<String>,
+        /// Uses per grant [default: unlimited]
+        #[arg(long)]
+        uses: Option<u32>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Deny a consent request
+    Deny {
+        /// The consent request's id
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Send a message by intent, to an agent's durable mailbox or to live subscribers
     Send(SendArgs),
     /// Receive messages from an agent's mailbox (acknowledged once printed), or watch live
     Recv(RecvArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    #[command(subcommand)]
+    pub command: GrantCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Grant an agent (or a principal id) actions on resources
+    Add {
+        /// The agent, by name
+        #[arg(
+            long,
+            value_name = "NAME",
+            conflicts_with = "principal",
+            required_unless_present = "principal"
+        )]
+        agent: Option<String>,
+        /// A principal id instead, e.g. token:tok_…
+        #[arg(long, value_name = "ID")]
+        principal: Option<String>,
+        /// Action pattern (repeatable), e.g. fs.read or fs.*
+        #[arg(long = "action", value_name = "PATTERN", required = true)]
+        actions: Vec<String>,
+        /// Resource glob (repeatable), e.g. 'path:/home/u/project/**'
+        #[arg(long = "resource", value_name = "GLOB", required = true)]
+        resources: Vec<String>,
+        /// Only for calls with exactly this intent
+        #[arg(long)]
+        intent: Option<String>,
+        /// How long it lasts, e.g. 1h [default: no expiry]
+        #[arg(long = "for", value_name = "DURATION")]
+        valid_for: Option<String>,
+        /// At most this many uses [default: unlimited]
+        #[arg(long)]
+        uses: Option<u32>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// List grants
+    List(JsonArg),
+    /// Revoke a grant; the next call relying on it is denied
+    Revoke {
+        /// The grant's id
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -283,7 +283,7 @@ pub fn agent(home: Option<&Path>, args: AgentArgs) -> anyhow::Result<()> {
 
 /// Percent-encodes a path segment, so a name with odd characters reaches the daemon (which
 /// rejects it with a reason) instead of breaking the request line.
-fn encode_segment(text: &str) -> String {
+pub(crate) fn encode_segment(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

@@ -4,6 +4,7 @@ mod audit;
 mod cli;
 mod client;
 mod commands;
+mod consent;
 mod ipc;
 mod render;
 mod up;
@@ -25,6 +26,15 @@ fn main() -> ExitCode {
         Command::Token(args) => commands::token(cli.home.as_deref(), args),
         Command::Agent(args) => commands::agent(cli.home.as_deref(), args),
         Command::Audit(args) => audit::run(cli.home.as_deref(), args),
+        Command::Grant(args) => consent::grant(cli.home.as_deref(), args),
+        Command::Approvals(json) => consent::approvals(cli.home.as_deref(), json),
+        Command::Approve {
+            id,
+            valid_for,
+            uses,
+            json,
+        } => consent::approve(cli.home.as_deref(), &id, valid_for, uses, json),
+        Command::Deny { id, json } => consent::deny(cli.home.as_deref(), &id, json),
         Command::Send(args) => ipc::send(cli.home.as_deref(), args),
         Command::Recv(args) => ipc::recv(cli.home.as_deref(), args),
     };

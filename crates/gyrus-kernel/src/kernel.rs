@@ -8,6 +8,7 @@ use gyrus_bus::{
     Bus, Delivered, Delivery, Envelope, EventBus, MailboxError, Mailboxes, Pattern, Subject,
 };
 use gyrus_home::{Home, Layer};
+use gyrus_policy::{ConsentBroker, ConsentStore, GrantStore, PolicyError, StoreError};
 
 use crate::manifest::Manifest;
 use crate::registry::{AgentRecord, AgentRegistry, AgentState, RegistryError};
@@ -22,9 +23,26 @@ pub enum KernelError {
     /// The audit trail refused or failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The grants database failed.
+    #[error(transparent)]
+    Grants(#[from] StoreError),
+    /// The owner's policies do not load.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The consent broker said no (or: ask the owner first).
+    #[error("refused: {}", .0.decision.reason)]
+    Refused(Box<crate::decide::Recorded>),
     /// A mailbox failed.
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
+    /// A file or directory of the home could not be created or read.
+    #[error("cannot create {path}: {source}")]
+    Io {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Reading an agent's log failed.
     #[error("cannot read the log of {name}: {source}")]
     Log {
@@ -60,6 +78,8 @@ pub struct Kernel {
     mailboxes: Arc<Mailboxes>,
     events: EventBus,
     closing: tokio::sync::watch::Sender<bool>,
+    broker: ConsentBroker,
+    consents: ConsentStore,
 }
 
 /// Where a sent message went.
@@ -116,6 +136,19 @@ impl Kernel {
         let mailboxes = Arc::new(Mailboxes::open(
             &home.layer(Layer::Memory).join("mailboxes.db"),
         )?);
+        let grants = Arc::new(GrantStore::open(
+            &home.layer(Layer::User).join("grants.db"),
+        )?);
+        let policy_dir = home.layer(Layer::User).join("policies");
+        std::fs::create_dir_all(&policy_dir).map_err(|source| KernelError::Io {
+            path: policy_dir.clone(),
+            source,
+        })?;
+        // gyrus's own state is the owner's alone, whatever a grant says.
+        let protected = format!("path:{}/**", home.root().display());
+        let broker = ConsentBroker::new(grants.clone(), &policy_dir)?
+            .with_protected_resources(&[protected])?;
+        let consents = ConsentStore::new(grants);
         let (db, key, checkpoint) = audit_paths(home);
         let audit = Arc::new(AuditLog::open(&db, &key, &checkpoint)?);
         Ok(Kernel {
@@ -126,6 +159,8 @@ impl Kernel {
             mailboxes,
             events,
             closing: tokio::sync::watch::Sender::new(false),
+            broker,
+            consents,
         })
     }
 
@@ -218,6 +253,21 @@ impl Kernel {
                 name: name.to_string(),
                 source,
             })
+    }
+
+    /// The consent broker (and, through it, the grants).
+    pub fn broker(&self) -> &ConsentBroker {
+        &self.broker
+    }
+
+    /// Pending and past consent requests.
+    pub fn consents(&self) -> &ConsentStore {
+        &self.consents
+    }
+
+    /// An agent by id, removed or not.
+    pub fn agent_by_id(&self, id: &str) -> Option<AgentRecord> {
+        self.agents.get(id).ok().flatten()
     }
 
     /// The audit trail.

@@ -249,15 +249,19 @@ impl CompiledGrant {
         Ok(CompiledGrant { grant, globs })
     }
 
-    /// `resource` is the request's resource, prepared once for all of a principal's grants.
-    pub(crate) fn check_scope(
+    /// `resource` is the request's resource, prepared on first use and then shared by all
+    /// of a principal's grants.
+    pub(crate) fn check_scope<'r>(
         &self,
-        request: &ActionRequest,
-        resource: &Candidate<'_>,
+        request: &'r ActionRequest,
+        resource: &std::cell::OnceCell<Candidate<'r>>,
         now: u64,
     ) -> Result<(), GrantMismatch> {
-        self.grant
-            .check_scope(request, now, |_| self.globs.is_match_candidate(resource))
+        self.grant.check_scope(request, now, |_| {
+            let candidate =
+                resource.get_or_init(|| Candidate::from_bytes(request.resource.as_bytes()));
+            self.globs.is_match_candidate(candidate)
+        })
     }
 }
 

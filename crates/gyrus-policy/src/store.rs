@@ -346,7 +346,7 @@ impl GrantStore {
         let Some(grants) = index.get(request.principal.id().as_str()) else {
             return Err(None);
         };
-        let resource = globset::Candidate::from_bytes(request.resource.as_bytes());
+        let resource = std::cell::OnceCell::new();
         let mut closest: Option<(&str, GrantMismatch)> = None;
         for c in grants {
             match c.check_scope(request, &resource, now) {

@@ -1,14 +1,16 @@
 //! Agents: spawn, list, show, stop, start, remove, logs.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use gyrus_kernel::{AgentRecord, KernelError, Manifest};
+use gyrus_policy::Principal;
 use serde::{Deserialize, Serialize};
 
 use crate::ApiStateRef;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::routes::consent::{audited, audited_async, owner_action};
 
 /// An agent as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -140,12 +142,29 @@ pub(crate) async fn list(State(state): State<ApiStateRef>) -> Result<Json<AgentL
               (status = 409, description = "A live agent has that name", body = ErrorBody)))]
 pub(crate) async fn spawn(
     State(state): State<ApiStateRef>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<SpawnAgent>,
 ) -> Result<(StatusCode, Json<SpawnedAgent>), ApiError> {
     let manifest = Manifest::parse(&body.manifest)
         .map_err(|e| ApiError::bad_request("invalid_manifest", e.to_string()))?;
-    // Spawning starts a supervised process on the runtime: not in spawn_blocking.
-    let spawned = state.kernel.spawn_agent(&manifest).map_err(kernel_error)?;
+    let args = serde_json::to_value(&manifest).unwrap_or_default();
+    let request = owner_action(
+        &principal,
+        "agent.spawn",
+        format!("agent:{}", manifest.name),
+        format!("spawn agent {}", manifest.name),
+    )?;
+    // The blocking pool keeps the runtime's context, so the supervisor can start the
+    // agent's process from there.
+    let state2 = state.clone();
+    let spawned = tokio::task::spawn_blocking(move || {
+        let k = &state2.kernel;
+        audited(k, &request, &args, || {
+            k.spawn_agent(&manifest).map_err(kernel_error)
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
     tracing::info!(name = %spawned.agent.name, id = %spawned.agent.id, "agent spawned");
     Ok((
         StatusCode::CREATED,
@@ -179,9 +198,19 @@ pub(crate) async fn show(
               (status = 404, description = "No such agent", body = ErrorBody)))]
 pub(crate) async fn stop(
     State(state): State<ApiStateRef>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<AgentBody>, ApiError> {
-    let agent = state.kernel.stop_agent(&name).await.map_err(kernel_error)?;
+    let request = owner_action(
+        &principal,
+        "agent.stop",
+        format!("agent:{name}"),
+        format!("stop agent {name}"),
+    )?;
+    let agent = audited_async(&state, request, async {
+        state.kernel.stop_agent(&name).await.map_err(kernel_error)
+    })
+    .await?;
     Ok(Json(AgentBody {
         agent: agent.into(),
     }))
@@ -195,9 +224,19 @@ pub(crate) async fn stop(
               (status = 404, description = "No such agent", body = ErrorBody)))]
 pub(crate) async fn start(
     State(state): State<ApiStateRef>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<AgentBody>, ApiError> {
-    let agent = state.kernel.start_agent(&name).map_err(kernel_error)?;
+    let request = owner_action(
+        &principal,
+        "agent.start",
+        format!("agent:{name}"),
+        format!("start agent {name}"),
+    )?;
+    let agent = audited_async(&state, request, async {
+        state.kernel.start_agent(&name).map_err(kernel_error)
+    })
+    .await?;
     Ok(Json(AgentBody {
         agent: agent.into(),
     }))

@@ -3,6 +3,7 @@
 
 pub(crate) mod agents;
 mod audit;
+mod consent;
 mod ipc;
 mod system;
 mod tokens;
@@ -141,6 +142,43 @@ fn routes() -> Routes {
         Who::Owner,
         agents::logs,
     )
+    .add(
+        Verb::Post,
+        "/api/v1/decisions",
+        Who::Anyone,
+        consent::decide,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/grants",
+        Who::Owner,
+        consent::list_grants,
+    )
+    .add(Verb::Post, "/api/v1/grants", Who::Owner, consent::add_grant)
+    .add(
+        Verb::Delete,
+        "/api/v1/grants/{id}",
+        Who::Owner,
+        consent::revoke_grant,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/approvals",
+        Who::Devices,
+        consent::approvals,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/approvals/{id}/approve",
+        Who::Owner,
+        consent::approve,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/approvals/{id}/deny",
+        Who::Owner,
+        consent::deny,
+    )
     .add(Verb::Post, "/api/v1/messages", Who::Anyone, ipc::send)
     .add(Verb::Get, "/api/v1/messages", Who::Anyone, ipc::receive)
     .add(Verb::Post, "/api/v1/messages/ack", Who::Anyone, ipc::ack)
@@ -238,6 +276,13 @@ async fn require_owner(request: Request, next: Next) -> Response {
         agents::stop,
         agents::start,
         agents::logs,
+        consent::decide,
+        consent::list_grants,
+        consent::add_grant,
+        consent::revoke_grant,
+        consent::approvals,
+        consent::approve,
+        consent::deny,
         ipc::send,
         ipc::receive,
         ipc::ack,
@@ -257,6 +302,7 @@ async fn require_owner(request: Request, next: Next) -> Response {
         (name = "system", description = "Health, status, metrics and this document"),
         (name = "tokens", description = "API tokens for devices and thin clients"),
         (name = "agents", description = "Agents: spawned from manifests, supervised, stopped, removed"),
+        (name = "consent", description = "The consent broker: decisions, grants, approvals"),
         (name = "ipc", description = "Semantic IPC: messages by intent, durable agent mailboxes, the kernel event stream"),
         (name = "audit", description = "The tamper-evident audit trail: entries, why, verify, signed tree heads, RFC 6962 proofs"),
     )
