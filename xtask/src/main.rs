@@ -3,7 +3,7 @@
 //! - `test`: installs what the test suite needs, then runs all of it: `cargo fmt --check`,
 //!   `cargo clippy -D warnings`, `cargo deny` (bans, licences, sources) and every test. This is
 //!   the README's test command and exactly what CI (`.ci/run`) runs.
-//! - `bench`: the startup benchmark (`cargo bench -p gyrus-cli --bench startup`).
+//! - `bench`: every benchmark: daemon startup, audit appends and verify, IPC, policy decisions.
 //! - `deps`: only the installation step.
 
 mod tools;
@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
         _ => {
             eprintln!("usage: cargo xtask <test|bench|deps>");
             eprintln!("  test   install test dependencies, then fmt, clippy, deny and every test");
-            eprintln!("  bench  the startup benchmark (time from exec to ready, idle RSS)");
+            eprintln!("  bench  every benchmark: startup, audit, IPC, policy decisions");
             eprintln!("  deps   only install test dependencies");
             return std::process::ExitCode::from(2);
         }
@@ -92,8 +92,19 @@ fn test() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// (package, bench target, what it measures)
+const BENCHES: [(&str, &str, &str); 4] = [
+    ("gyrus-cli", "startup", "daemon startup: exec to ready, idle RSS"),
+    ("gyrus-audit", "audit", "audit appends (single, batched) and verify of 1M entries"),
+    ("gyrus-bus", "bus", "in-process IPC, request/reply, durable mailboxes"),
+    ("gyrus-policy", "decide", "consent decisions with 1,000 grants and 100 policies"),
+];
+
 fn bench() -> anyhow::Result<()> {
-    let mut bench = cargo();
-    bench.args(["bench", "-p", "gyrus-cli", "--bench", "startup", "--locked"]);
-    step("startup benchmark", bench)
+    for (package, target, what) in BENCHES {
+        let mut bench = cargo();
+        bench.args(["bench", "-p", package, "--bench", target, "--locked"]);
+        step(what, bench)?;
+    }
+    Ok(())
 }

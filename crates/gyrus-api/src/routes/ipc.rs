@@ -60,7 +60,8 @@ pub struct RecvQuery {
     pub as_agent: Option<String>,
     /// At most this many messages (default 10, at most 1,000).
     pub max: Option<usize>,
-    /// Wait up to this many milliseconds for a first message (default 0, at most 60,000).
+    /// Wait up to this many milliseconds for a first message (default 0; at most 60,000, and
+    /// always a second less than `api.request_timeout_secs`).
     pub wait_ms: Option<u64>,
     /// Lease in milliseconds before an unacknowledged message is handed out again
     /// (default 30,000).
@@ -186,7 +187,11 @@ pub(crate) async fn receive(
     let pattern =
         Pattern::new(q.pattern.unwrap_or_else(|| ">".into())).map_err(bad("invalid_pattern"))?;
     let max = q.max.unwrap_or(10).clamp(1, 1000);
-    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(60_000));
+    // The wait happens inside the request, so it must end before the request timeout does.
+    let ceiling = (state.config.request_timeout_secs * 1000)
+        .saturating_sub(1000)
+        .max(1);
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(60_000).min(ceiling));
     let lease = Duration::from_millis(q.lease_ms.unwrap_or(30_000).clamp(1, 3_600_000));
     let deadline = tokio::time::Instant::now() + wait;
     let closing = state.kernel.closing();
