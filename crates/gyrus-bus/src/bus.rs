@@ -325,6 +325,30 @@ impl Bus {
         Ok(self.publish_arc(Arc::new(reply)))
     }
 
+    /// Registers a wait for the reply to `request_id`, for a request delivered some other way
+    /// than [`Bus::publish`] (an agent's durable mailbox). Register before delivering, so a
+    /// quick reply is not missed; a reply is any published envelope whose `correlation` is the
+    /// request id. Dropping the [`ReplyWait`] cancels the wait.
+    pub fn expect_reply(&self, request_id: &str) -> Result<ReplyWait, BusError> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiting = self
+            .inner
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match waiting.entry(request_id.to_string()) {
+            Entry::Occupied(_) => Err(BusError::DuplicateId(request_id.to_string())),
+            Entry::Vacant(slot) => {
+                slot.insert(tx);
+                Ok(ReplyWait {
+                    inner: Arc::clone(&self.inner),
+                    id: request_id.to_string(),
+                    rx: Some(rx),
+                })
+            }
+        }
+    }
+
     /// Totals since the bus was created.
     pub fn stats(&self) -> BusStats {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -403,6 +427,50 @@ impl Table {
 }
 
 /// Removes a waiting request's entry when the request ends, however it ends.
+/// A registered wait for one reply; see [`Bus::expect_reply`].
+pub struct ReplyWait {
+    inner: Arc<Inner>,
+    id: String,
+    rx: Option<oneshot::Receiver<Arc<Envelope>>>,
+}
+
+impl std::fmt::Debug for ReplyWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyWait")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplyWait {
+    /// Waits up to `timeout` for the reply.
+    pub async fn wait(mut self, timeout: Duration, intent: &str) -> Result<Envelope, BusError> {
+        let Some(rx) = self.rx.take() else {
+            return Err(BusError::Timeout {
+                intent: intent.to_string(),
+                after: Duration::ZERO,
+            });
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(Arc::try_unwrap(reply).unwrap_or_else(|shared| (*shared).clone())),
+            Ok(Err(_)) | Err(_) => Err(BusError::Timeout {
+                intent: intent.to_string(),
+                after: timeout,
+            }),
+        }
+    }
+}
+
+impl Drop for ReplyWait {
+    fn drop(&mut self) {
+        self.inner
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
 struct Waiting<'a> {
     inner: &'a Inner,
     id: String,
@@ -530,6 +598,53 @@ impl Drop for Subscription {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(self.id, &self.pattern, self.group.as_deref());
         }
+    }
+}
+
+#[cfg(test)]
+mod reply_wait_tests {
+    use super::*;
+    use crate::subject::Subject;
+
+    #[tokio::test]
+    async fn a_reply_to_a_request_delivered_elsewhere_reaches_the_waiter() {
+        let bus = Bus::new();
+        let request = Envelope::new(
+            Subject::new("jobs.run").unwrap(),
+            "owner",
+            serde_json::json!(1),
+        )
+        .unwrap();
+        let wait = bus.expect_reply(&request.id).unwrap();
+        assert!(matches!(
+            bus.expect_reply(&request.id),
+            Err(BusError::DuplicateId(_))
+        ));
+        let reply = request
+            .reply(serde_json::json!("done"), "agent:ag_1")
+            .unwrap();
+        assert_eq!(
+            bus.publish(&reply).subscribers,
+            1,
+            "a reply reaches its one waiter"
+        );
+        let got = wait.wait(Duration::from_secs(5), "jobs.run").await.unwrap();
+        assert_eq!(got.payload, serde_json::json!("done"));
+
+        let lonely = Envelope::new(
+            Subject::new("jobs.run").unwrap(),
+            "owner",
+            serde_json::json!(2),
+        )
+        .unwrap();
+        let wait = bus.expect_reply(&lonely.id).unwrap();
+        let err = wait
+            .wait(Duration::from_millis(20), "jobs.run")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BusError::Timeout { .. }));
+        // Dropped waits are forgotten: the id can be waited for again.
+        assert!(bus.expect_reply(&lonely.id).is_ok());
     }
 }
 

@@ -31,7 +31,7 @@ pub mod events;
 pub mod mailbox;
 pub mod subject;
 
-pub use bus::{Bus, BusError, BusStats, Delivered, Subscription};
+pub use bus::{Bus, BusError, BusStats, Delivered, ReplyWait, Subscription};
 pub use envelope::{Envelope, EnvelopeBuilder, EnvelopeError, new_id, now_ms};
 pub use events::{Event, EventBus, EventItem, EventStream};
 pub use mailbox::{Delivery, Durability, MailboxError, Mailboxes};

@@ -129,8 +129,14 @@ pub struct SendArgs {
     #[arg(long, value_name = "AGENT")]
     pub to: Option<String>,
     /// Drop the message if not delivered within this long, e.g. 30s or 5m
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", conflicts_with = "reply_within")]
     pub ttl: Option<String>,
+    /// Request/reply: wait this long for the reply and print it, e.g. 10s
+    #[arg(long, value_name = "DURATION")]
+    pub reply_within: Option<String>,
+    /// Reply to the message with this id (the receiver of a request answers this way)
+    #[arg(long, value_name = "MESSAGE_ID", conflicts_with = "reply_within")]
+    pub reply_to: Option<String>,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -152,6 +158,9 @@ pub struct RecvArgs {
     /// Leave mailbox messages unacknowledged: they are delivered again after their lease
     #[arg(long)]
     pub no_ack: bool,
+    /// Watching live: join this handler group, so each message goes to one member only
+    #[arg(long, value_name = "NAME", conflicts_with = "as_agent")]
+    pub group: Option<String>,
     #[command(flatten)]
     pub json: JsonArg,
 }

@@ -36,7 +36,25 @@ pub fn send(home: Option<&Path>, args: SendArgs) -> anyhow::Result<()> {
         .map(|t| duration(t, "--ttl"))
         .transpose()?
         .map(|d| d.as_millis() as u64);
-    let body = json!({"intent": args.intent, "payload": payload, "to": args.to, "ttl_ms": ttl_ms});
+    if let Some(within) = &args.reply_within {
+        let timeout = duration(within, "--reply-within")?;
+        let body = json!({"intent": args.intent, "payload": payload, "to": args.to,
+            "timeout_ms": timeout.as_millis() as u64});
+        let (_, v) = ask(home, Method::POST, "/api/v1/messages/request", Some(body))?;
+        if args.json.json {
+            return print_json(&v);
+        }
+        let r = &v["reply"];
+        println!(
+            "{} from {}: {}",
+            s(&r["intent"]),
+            s(&r["from"]),
+            r["payload"]
+        );
+        return Ok(());
+    }
+    let body = json!({"intent": args.intent, "payload": payload, "to": args.to, "ttl_ms": ttl_ms,
+        "correlation": args.reply_to});
     let (_, v) = ask(home, Method::POST, "/api/v1/messages", Some(body))?;
     if args.json.json {
         return print_json(&v);
@@ -63,6 +81,9 @@ pub fn recv(home: Option<&Path>, args: RecvArgs) -> anyhow::Result<()> {
     );
     if let Some(agent) = &args.as_agent {
         path.push_str(&format!("&as={}", q(agent)));
+    }
+    if let Some(group) = &args.group {
+        path.push_str(&format!("&group={}", q(group)));
     }
     let (_, v) = ask(home, Method::GET, &path, None)?;
     let empty = Vec::new();

@@ -326,3 +326,42 @@ fn tampering_with_the_audit_database_is_caught_and_located() {
         assert!(text.contains(place), "{name} should name {place:?}: {text}");
     }
 }
+
+#[test]
+fn an_agent_over_its_tool_call_quota_is_denied_and_it_is_recorded() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path(), None, &[]);
+    let token = agent(
+        &daemon,
+        "name = \"busy\"\n[quotas]\ntool_calls_per_minute = 3\n",
+    );
+    ok(daemon.cli(&[
+        "grant",
+        "add",
+        "--agent",
+        "busy",
+        "--action",
+        "fs.read",
+        "--resource",
+        "path:/srv/**",
+    ]));
+    let outcomes: Vec<String> = (0..5)
+        .map(|i| {
+            decide(&daemon, &token, read(&format!("path:/srv/{i}")))["decision"]["outcome"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(outcomes, ["allow", "allow", "allow", "deny", "deny"]);
+    let last = decide(&daemon, &token, read("path:/srv/x"));
+    assert!(
+        last["decision"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("quota of 3 tool calls per minute"),
+        "{last}"
+    );
+    let why = ok(daemon.cli(&["audit", "why", &last["seq"].to_string()]));
+    assert!(why.contains("quota.tool_calls_per_minute"), "{why}");
+}

@@ -214,3 +214,125 @@ fn agents_may_read_only_their_own_mailbox() {
         "devices_only"
     );
 }
+
+#[test]
+fn request_reply_through_an_agents_mailbox() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path(), None, &[]);
+    let file = home.path().join("r.toml");
+    std::fs::write(&file, "name = \"responder\"\n").unwrap();
+    let spawned: serde_json::Value = serde_json::from_str(&ok(daemon.cli(&[
+        "agent",
+        "spawn",
+        "--manifest",
+        file.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    let token = spawned["token"].as_str().unwrap().to_string();
+
+    // The owner asks and waits; the agent answers from its mailbox.
+    let requester = {
+        let home = daemon.home.clone();
+        std::thread::spawn(move || {
+            support::gyrus(&home)
+                .args([
+                    "send",
+                    "math.double",
+                    "--payload",
+                    "21",
+                    "--to",
+                    "responder",
+                    "--reply-within",
+                    "20s",
+                    "--json",
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    let got = daemon
+        .get("/api/v1/messages?wait_ms=20000", Some(&token))
+        .json();
+    let request = &got["messages"][0]["envelope"];
+    assert_eq!(request["intent"], "math.double", "{got}");
+    let answer = request["payload"].as_i64().unwrap() * 2;
+    let body = serde_json::json!({"intent": "math.double", "payload": answer, "correlation": request["id"]}).to_string();
+    let sent = daemon.tcp(
+        &format!(
+            "POST /api/v1/messages HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}",
+            body.len()
+        ),
+        body.as_bytes(),
+    );
+    assert_eq!(sent.status, 202, "{}", String::from_utf8_lossy(&sent.body));
+    let out = requester.join().unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+    assert_eq!(reply["reply"]["payload"], 42);
+    assert_eq!(reply["reply"]["correlation"], request["id"]);
+    assert_eq!(
+        reply["reply"]["from"],
+        format!("agent:{}", spawned["agent"]["id"].as_str().unwrap())
+    );
+
+    // Nobody answers: a clear timeout, exit 1.
+    let out = daemon.cli(&[
+        "send",
+        "math.double",
+        "--to",
+        "responder",
+        "--reply-within",
+        "300ms",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("math.double"));
+}
+
+#[test]
+fn one_member_of_a_handler_group_gets_each_message() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path(), None, &[]);
+    let member = |group: &'static str| {
+        let home = daemon.home.clone();
+        std::thread::spawn(move || {
+            support::gyrus(&home)
+                .args(["recv", "jobs.>", "--group", group, "--wait", "3s", "--json"])
+                .output()
+                .unwrap()
+        })
+    };
+    let members = [member("workers"), member("workers")];
+    // A plain watcher sees every message.
+    let watcher = {
+        let home = daemon.home.clone();
+        std::thread::spawn(move || {
+            support::gyrus(&home)
+                .args(["recv", "jobs.>", "--wait", "3s", "--json"])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let sent: serde_json::Value = serde_json::from_str(&ok(daemon.cli(&[
+        "send",
+        "jobs.build",
+        "--payload",
+        "1",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(
+        sent["subscribers"], 2,
+        "one group member and the watcher: {sent}"
+    );
+    let got: usize = members
+        .into_iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_str(&ok(m.join().unwrap())).unwrap();
+            v["messages"].as_array().unwrap().len()
+        })
+        .sum();
+    assert_eq!(got, 1, "exactly one member of the group");
+    let v: serde_json::Value = serde_json::from_str(&ok(watcher.join().unwrap())).unwrap();
+    assert_eq!(v["messages"].as_array().unwrap().len(), 1);
+}

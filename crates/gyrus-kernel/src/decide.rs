@@ -38,6 +38,34 @@ impl Kernel {
         }
     }
 
+    /// An agent over its `tool_calls_per_minute` is denied before the broker is asked. Every
+    /// decision counts as a call, so a flood of refused calls spends the quota too.
+    fn over_quota(&self, principal: &Principal) -> Option<Decision> {
+        let Principal::Agent { id, name } = principal else {
+            return None;
+        };
+        let limit = self
+            .agent_by_id(id)?
+            .manifest
+            .quotas
+            .tool_calls_per_minute?;
+        let mut windows = self.call_windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(id.clone()).or_default();
+        match window.try_take(self.started.elapsed(), limit, Duration::from_secs(60)) {
+            Ok(()) => None,
+            Err(wait) => Some(Decision {
+                outcome: Outcome::Deny,
+                reason: format!(
+                    "agent {name} is over its quota of {limit} tool calls per minute; the next one frees up in {} s",
+                    wait.as_secs().max(1)
+                ),
+                grant_id: None,
+                policies: vec!["quota.tool_calls_per_minute".into()],
+                errors: Vec::new(),
+            }),
+        }
+    }
+
     /// Decides `request` (consuming a grant use when a grant allows it), opens or joins a
     /// consent request when the answer is *ask*, and appends exactly one decision entry to the
     /// audit trail. A failure to record is an error: nothing may act on an unrecorded
@@ -48,6 +76,9 @@ impl Kernel {
         args: &serde_json::Value,
     ) -> Result<Recorded, KernelError> {
         let now = SystemTime::now();
+        if let Some(refusal) = self.over_quota(&request.principal) {
+            return self.record_decision(request, args, refusal, None);
+        }
         let requested = self.requested_actions(&request.principal);
         let decision = self.broker().decide_and_consume(request, &requested, now);
         let consent = if decision.outcome == Outcome::Ask {

@@ -80,6 +80,11 @@ pub struct Kernel {
     closing: tokio::sync::watch::Sender<bool>,
     broker: ConsentBroker,
     consents: ConsentStore,
+    /// Tool calls per agent id, for `quotas.tool_calls_per_minute`.
+    pub(crate) call_windows:
+        std::sync::Mutex<std::collections::HashMap<String, crate::quota::SlidingWindow>>,
+    /// The origin the windows measure time from.
+    pub(crate) started: std::time::Instant,
 }
 
 /// Where a sent message went.
@@ -161,6 +166,8 @@ impl Kernel {
             closing: tokio::sync::watch::Sender::new(false),
             broker,
             consents,
+            call_windows: std::sync::Mutex::new(std::collections::HashMap::new()),
+            started: std::time::Instant::now(),
         })
     }
 

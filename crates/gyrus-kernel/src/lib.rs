@@ -4,6 +4,7 @@
 pub mod decide;
 pub mod kernel;
 pub mod manifest;
+pub mod quota;
 pub mod registry;
 pub mod restart;
 pub mod supervisor;

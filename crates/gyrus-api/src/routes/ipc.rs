@@ -66,6 +66,8 @@ pub struct RecvQuery {
     /// Lease in milliseconds before an unacknowledged message is handed out again
     /// (default 30,000).
     pub lease_ms: Option<u64>,
+    /// For the live tap: join this handler group (each message goes to one member).
+    pub group: Option<String>,
 }
 
 /// One received message.
@@ -199,7 +201,7 @@ pub(crate) async fn receive(
 
     let Some(agent) = mailbox_of(&principal, q.as_agent)? else {
         // The owner's live tap on in-process traffic.
-        let mut subscription = state.kernel.bus().subscribe(pattern, None, 1024);
+        let mut subscription = state.kernel.bus().subscribe(pattern, q.group, 1024);
         let mut messages = Vec::new();
         while messages.len() < max {
             let next = tokio::select! {
@@ -271,6 +273,96 @@ pub(crate) async fn ack(
         .map_err(ApiError::internal)?
         .map_err(kernel_error)?;
     Ok(Json(Acked { acknowledged }))
+}
+
+/// `POST /api/v1/messages/request`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestMessage {
+    /// Dotted intent.
+    pub intent: String,
+    /// Any JSON.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// An agent's name: the request goes to its durable mailbox; otherwise to live
+    /// subscribers (one member per handler group).
+    pub to: Option<String>,
+    /// A schema name for the payload.
+    pub schema: Option<String>,
+    /// How long to wait for the reply, in milliseconds (default 10,000; always a second less
+    /// than `api.request_timeout_secs`).
+    pub timeout_ms: Option<u64>,
+}
+
+/// The reply.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReplyBody {
+    /// The reply's envelope; its `correlation` is the request's id.
+    #[schema(value_type = Object)]
+    pub reply: Envelope,
+}
+
+/// Request/reply: sends the request and waits for the envelope whose `correlation` is its id
+/// (the responder sends it with `POST /api/v1/messages` and `correlation`).
+#[utoipa::path(post, path = "/api/v1/messages/request", tag = "ipc", request_body = RequestMessage,
+    responses((status = 200, description = "The reply", body = ReplyBody),
+              (status = 503, description = "No live subscriber for the intent", body = ErrorBody),
+              (status = 504, description = "No reply in time", body = ErrorBody)))]
+pub(crate) async fn request(
+    State(state): State<ApiStateRef>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    ApiJson(body): ApiJson<RequestMessage>,
+) -> Result<Json<ReplyBody>, ApiError> {
+    let intent = Subject::new(body.intent).map_err(bad("invalid_intent"))?;
+    let intent_text = intent.to_string();
+    let mut builder = Envelope::builder(intent, principal.id()).payload(body.payload);
+    if let Some(schema) = body.schema {
+        builder = builder.schema(schema);
+    }
+    let envelope = builder
+        .build()
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    let ceiling = (state.config.request_timeout_secs * 1000)
+        .saturating_sub(1000)
+        .max(1);
+    let timeout = Duration::from_millis(body.timeout_ms.unwrap_or(10_000).min(ceiling));
+    let bus_error = |e: gyrus_bus::BusError| match e {
+        gyrus_bus::BusError::Timeout { .. } => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "no_reply", e.to_string())
+        }
+        gyrus_bus::BusError::NoResponders { .. } | gyrus_bus::BusError::Busy { .. } => {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_responders",
+                e.to_string(),
+            )
+        }
+        other => ApiError::bad_request("invalid_body", other.to_string()),
+    };
+    let reply = match body.to {
+        Some(to) => {
+            // Wait first, then deliver, so a quick reply is not missed.
+            let wait = state
+                .kernel
+                .bus()
+                .expect_reply(&envelope.id)
+                .map_err(bus_error)?;
+            let kernel = state.kernel.clone();
+            tokio::task::spawn_blocking(move || kernel.send(envelope, Some(&to)))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(kernel_error)?;
+            wait.wait(timeout, &intent_text).await.map_err(bus_error)?
+        }
+        None => state
+            .kernel
+            .bus()
+            .request(envelope, timeout)
+            .await
+            .map_err(bus_error)?,
+    };
+    Ok(Json(ReplyBody { reply }))
 }
 
 /// `?pattern=`.

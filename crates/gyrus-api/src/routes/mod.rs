@@ -182,6 +182,12 @@ fn routes() -> Routes {
     .add(Verb::Post, "/api/v1/messages", Who::Anyone, ipc::send)
     .add(Verb::Get, "/api/v1/messages", Who::Anyone, ipc::receive)
     .add(Verb::Post, "/api/v1/messages/ack", Who::Anyone, ipc::ack)
+    .add(
+        Verb::Post,
+        "/api/v1/messages/request",
+        Who::Anyone,
+        ipc::request,
+    )
     .add(Verb::Get, "/api/v1/events", Who::Devices, ipc::events)
     .add(Verb::Get, "/api/v1/audit", Who::Devices, audit::tail)
     .add(
@@ -286,6 +292,7 @@ async fn require_owner(request: Request, next: Next) -> Response {
         ipc::send,
         ipc::receive,
         ipc::ack,
+        ipc::request,
         ipc::events,
         audit::tail,
         audit::verify,
