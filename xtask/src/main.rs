@@ -94,10 +94,26 @@ fn test() -> anyhow::Result<()> {
 
 /// (package, bench target, what it measures)
 const BENCHES: [(&str, &str, &str); 4] = [
-    ("gyrus-cli", "startup", "daemon startup: exec to ready, idle RSS"),
-    ("gyrus-audit", "audit", "audit appends (single, batched) and verify of 1M entries"),
-    ("gyrus-bus", "bus", "in-process IPC, request/reply, durable mailboxes"),
-    ("gyrus-policy", "decide", "consent decisions with 1,000 grants and 100 policies"),
+    (
+        "gyrus-cli",
+        "startup",
+        "daemon startup: exec to ready, idle RSS",
+    ),
+    (
+        "gyrus-audit",
+        "audit",
+        "audit appends (single, batched) and verify of 1M entries",
+    ),
+    (
+        "gyrus-bus",
+        "bus",
+        "in-process IPC, request/reply, durable mailboxes",
+    ),
+    (
+        "gyrus-policy",
+        "decide",
+        "consent decisions with 1,000 grants and 100 policies",
+    ),
 ];
 
 fn bench() -> anyhow::Result<()> {

@@ -365,3 +365,52 @@ fn an_agent_over_its_tool_call_quota_is_denied_and_it_is_recorded() {
     let why = ok(daemon.cli(&["audit", "why", &last["seq"].to_string()]));
     assert!(why.contains("quota.tool_calls_per_minute"), "{why}");
 }
+
+#[test]
+fn an_agent_told_ask_waits_for_the_owners_answer_then_asks_again() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path(), None, &[]);
+    let token = agent(
+        &daemon,
+        "name = \"patient\"\ncapabilities = [\"fs.read\"]\n",
+    );
+    let other = agent(&daemon, "name = \"nosy\"\n");
+    let asked = decide(&daemon, &token, read("path:/srv/notes/a.md"));
+    assert_eq!(asked["decision"]["outcome"], "ask");
+    let id = asked["consent"]["id"].as_str().unwrap().to_string();
+
+    // Another agent cannot see it.
+    assert_eq!(
+        daemon
+            .get(&format!("/api/v1/approvals/{id}"), Some(&other))
+            .status,
+        404
+    );
+
+    let waiter = {
+        let (addr, token, id) = (daemon.addr, token.clone(), id.clone());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            write!(
+                s,
+                "GET /api/v1/approvals/{id}?wait_ms=20000 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            raw
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !waiter.is_finished(),
+        "it waits while the request is pending"
+    );
+    ok(daemon.cli(&["approve", &id]));
+    let raw = waiter.join().unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("\"status\":\"approved\""), "{raw}");
+    let again = decide(&daemon, &token, read("path:/srv/notes/a.md"));
+    assert_eq!(again["decision"]["outcome"], "allow", "{again}");
+}

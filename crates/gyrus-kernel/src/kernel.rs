@@ -85,6 +85,8 @@ pub struct Kernel {
         std::sync::Mutex<std::collections::HashMap<String, crate::quota::SlidingWindow>>,
     /// The origin the windows measure time from.
     pub(crate) started: std::time::Instant,
+    /// Woken whenever the owner answers a consent request.
+    consent_answered: tokio::sync::Notify,
 }
 
 /// Where a sent message went.
@@ -168,6 +170,7 @@ impl Kernel {
             consents,
             call_windows: std::sync::Mutex::new(std::collections::HashMap::new()),
             started: std::time::Instant::now(),
+            consent_answered: tokio::sync::Notify::new(),
         })
     }
 
@@ -270,6 +273,18 @@ impl Kernel {
     /// Pending and past consent requests.
     pub fn consents(&self) -> &ConsentStore {
         &self.consents
+    }
+
+    /// Wakes everyone waiting for an answer to a consent request; call after approving or
+    /// denying one.
+    pub fn consent_answered(&self) {
+        self.consent_answered.notify_waiters();
+    }
+
+    /// Resolves at the next answer to any consent request (call `enable` on it before
+    /// checking the state it waits for, so an answer in between is not missed).
+    pub fn next_consent_answer(&self) -> tokio::sync::futures::Notified<'_> {
+        self.consent_answered.notified()
     }
 
     /// An agent by id, removed or not.

@@ -378,6 +378,66 @@ pub(crate) async fn approvals(
     Ok(Json(ApprovalList { approvals }))
 }
 
+/// `?wait_ms=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalQuery {
+    /// While the request is pending, wait up to this many milliseconds for the owner's answer
+    /// (default 0; always a second less than `api.request_timeout_secs`).
+    pub wait_ms: Option<u64>,
+}
+
+/// One consent request, for the owner, the owner's devices, or the principal that asked: an
+/// agent told *ask* waits here for the owner's answer, then asks again.
+#[utoipa::path(get, path = "/api/v1/approvals/{id}", tag = "consent",
+    params(("id" = String, Path, description = "The consent request's id"), ApprovalQuery),
+    responses((status = 200, description = "The request and its status", body = Denied),
+              (status = 404, description = "No such request (or not yours)", body = ErrorBody)))]
+pub(crate) async fn approval(
+    State(state): State<ApiStateRef>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ApprovalQuery>,
+) -> Result<Json<Denied>, ApiError> {
+    let ceiling = (state.config.request_timeout_secs * 1000)
+        .saturating_sub(1000)
+        .max(1);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.unwrap_or(0).min(ceiling));
+    let closing = state.kernel.closing();
+    tokio::pin!(closing);
+    loop {
+        // Register for the next answer before looking, so an answer in between is not missed.
+        let answered = state.kernel.next_consent_answer();
+        tokio::pin!(answered);
+        answered.as_mut().enable();
+        let (id2, who) = (id.clone(), principal.clone());
+        let request = blocking(&state, move |k| {
+            let found = k
+                .consents()
+                .get(&id2, SystemTime::now())
+                .map_err(consent_error)?;
+            let visible = |c: &ConsentRequest| {
+                matches!(who, Principal::Owner { .. } | Principal::Token { .. })
+                    || c.principal == who.id()
+            };
+            found
+                .filter(visible)
+                .ok_or_else(|| ApiError::not_found(format!("no consent request {id2:?} of yours")))
+        })
+        .await?;
+        let pending = request.status == gyrus_policy::ConsentStatus::Pending;
+        if !pending || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(Denied { approval: request }));
+        }
+        tokio::select! {
+            _ = &mut answered => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = &mut closing => return Ok(Json(Denied { approval: request })),
+        }
+    }
+}
+
 /// Approves a consent request (owner only): one grant per bundled call.
 #[utoipa::path(post, path = "/api/v1/approvals/{id}/approve", tag = "consent", request_body = Approve,
     params(("id" = String, Path, description = "The consent request's id")),
@@ -413,6 +473,7 @@ pub(crate) async fn approve(
         })
     })
     .await?;
+    state.kernel.consent_answered();
     Ok(Json(Approved { grants }))
 }
 
@@ -441,6 +502,7 @@ pub(crate) async fn deny(
         })
     })
     .await?;
+    state.kernel.consent_answered();
     Ok(Json(Denied { approval }))
 }
 

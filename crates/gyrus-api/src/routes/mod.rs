@@ -168,6 +168,12 @@ fn routes() -> Routes {
         consent::approvals,
     )
     .add(
+        Verb::Get,
+        "/api/v1/approvals/{id}",
+        Who::Anyone,
+        consent::approval,
+    )
+    .add(
         Verb::Post,
         "/api/v1/approvals/{id}/approve",
         Who::Owner,
@@ -287,6 +293,7 @@ async fn require_owner(request: Request, next: Next) -> Response {
         consent::add_grant,
         consent::revoke_grant,
         consent::approvals,
+        consent::approval,
         consent::approve,
         consent::deny,
         ipc::send,
