@@ -123,6 +123,15 @@ impl ApiState {
         }
     }
 
+    /// The longest a request may wait inside its handler (a long poll): a second less than
+    /// the request timeout, so the wait ends before the timeout layer cuts it off.
+    pub fn max_wait(&self, requested_ms: u64) -> std::time::Duration {
+        let ceiling = (self.config.request_timeout_secs * 1000)
+            .saturating_sub(1000)
+            .max(1);
+        std::time::Duration::from_millis(requested_ms.min(60_000).min(ceiling))
+    }
+
     /// Forgets rate-limit buckets that have refilled, so one-off peers do not accumulate.
     pub fn prune_rate_limits(&self) {
         self.limiter.retain_recent();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
-use crate::entry::{Decision, Entry};
+use crate::entry::{Decision, Entry, NewEntry};
 use crate::error::AuditError;
 use crate::log::Durability;
 use crate::merkle::{self, Hash, MerkleTree};
@@ -221,25 +221,27 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> Result<Entry, AuditError> {
         time: row
             .get(1)
             .map_err(|e| corrupt(format!("column time: {e}")))?,
-        request_id: text(2)?,
-        kind: text(3)?.parse().map_err(corrupt)?,
-        principal: text(4)?,
-        action: text(5)?,
-        resource: text(6)?,
-        args_digest: text(7)?,
-        intent: text(8)?,
-        intent_source: text(9)?,
-        grant_id: optional(10)?,
-        policies: serde_json::from_str(&text(11)?)
-            .map_err(|e| corrupt(format!("policies are not a JSON array of strings: {e}")))?,
-        decision: Decision::parse_column(&text(12)?).map_err(corrupt)?,
-        reason: text(13)?,
-        outcome: optional(14)?,
-        undo_ref: optional(15)?,
-        tier: optional(16)?,
-        cortex: optional(17)?,
-        detail: serde_json::from_str(&text(18)?)
-            .map_err(|e| corrupt(format!("detail is not a JSON object: {e}")))?,
+        record: NewEntry {
+            request_id: text(2)?,
+            kind: text(3)?.parse().map_err(corrupt)?,
+            principal: text(4)?,
+            action: text(5)?,
+            resource: text(6)?,
+            args_digest: text(7)?,
+            intent: text(8)?,
+            intent_source: text(9)?,
+            grant_id: optional(10)?,
+            policies: serde_json::from_str(&text(11)?)
+                .map_err(|e| corrupt(format!("policies are not a JSON array of strings: {e}")))?,
+            decision: Decision::parse_column(&text(12)?).map_err(corrupt)?,
+            reason: text(13)?,
+            outcome: optional(14)?,
+            undo_ref: optional(15)?,
+            tier: optional(16)?,
+            cortex: optional(17)?,
+            detail: serde_json::from_str(&text(18)?)
+                .map_err(|e| corrupt(format!("detail is not a JSON object: {e}")))?,
+        },
         prev_hash: hash(19)?,
         entry_hash: hash(20)?,
     })

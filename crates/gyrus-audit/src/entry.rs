@@ -150,40 +150,9 @@ pub struct Entry {
     pub seq: u64,
     /// When the entry was appended, in milliseconds since the Unix epoch.
     pub time: i64,
-    /// Links the decision and outcome entries of one request.
-    pub request_id: String,
-    /// What the entry records.
-    pub kind: EntryKind,
-    /// Who asked.
-    pub principal: String,
-    /// What was asked for.
-    pub action: String,
-    /// What it acts on.
-    pub resource: String,
-    /// Hex SHA-256 of the canonical JSON of the arguments; may be empty.
-    pub args_digest: String,
-    /// Why.
-    pub intent: String,
-    /// Where the intent came from.
-    pub intent_source: String,
-    /// The grant that allowed the request, if one did.
-    pub grant_id: Option<String>,
-    /// The ids of the policies that decided.
-    pub policies: Vec<String>,
-    /// The decision, for decision entries.
-    pub decision: Option<Decision>,
-    /// The reason, in words.
-    pub reason: String,
-    /// What happened, for outcome entries.
-    pub outcome: Option<String>,
-    /// How to undo it.
-    pub undo_ref: Option<String>,
-    /// The intelligence tier that acted.
-    pub tier: Option<String>,
-    /// The cortex that acted.
-    pub cortex: Option<String>,
-    /// Anything else, free-form.
-    pub detail: Map<String, Value>,
+    /// Everything that was appended (in JSON, its fields sit beside `seq` and `time`).
+    #[serde(flatten)]
+    pub record: NewEntry,
     /// The previous entry's `entry_hash`; 32 zero bytes for entry 1.
     #[serde(with = "hex_hash")]
     pub prev_hash: Hash,
@@ -313,27 +282,10 @@ impl Prepared {
     }
 
     pub fn into_entry(self, seq: u64, time: i64, prev_hash: Hash, entry_hash: Hash) -> Entry {
-        let e = self.entry;
         Entry {
             seq,
             time,
-            request_id: e.request_id,
-            kind: e.kind,
-            principal: e.principal,
-            action: e.action,
-            resource: e.resource,
-            args_digest: e.args_digest,
-            intent: e.intent,
-            intent_source: e.intent_source,
-            grant_id: e.grant_id,
-            policies: e.policies,
-            decision: e.decision,
-            reason: e.reason,
-            outcome: e.outcome,
-            undo_ref: e.undo_ref,
-            tier: e.tier,
-            cortex: e.cortex,
-            detail: e.detail,
+            record: self.entry,
             prev_hash,
             entry_hash,
         }

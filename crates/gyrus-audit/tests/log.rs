@@ -131,9 +131,9 @@ fn appends_read_back_and_chain() {
     assert_eq!(log.range(2..=3).unwrap(), batch[..2].to_vec());
     let why = log.by_request("req-1").unwrap();
     assert_eq!(why.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
-    assert_eq!(why[0].decision, Some(Decision::Allow));
-    assert_eq!(why[1].outcome.as_deref(), Some("written"));
-    assert_eq!(why[1].detail["n"], json!(3));
+    assert_eq!(why[0].record.decision, Some(Decision::Allow));
+    assert_eq!(why[1].record.outcome.as_deref(), Some("written"));
+    assert_eq!(why[1].record.detail["n"], json!(3));
 
     let sth = home.checkpoint();
     assert_eq!(sth.tree_size, 6);

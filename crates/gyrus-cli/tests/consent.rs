@@ -9,16 +9,7 @@ use std::path::Path;
 
 use rustix::process::Signal;
 use serde_json::{Value, json};
-use support::{Daemon, gyrus};
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use support::{Daemon, gyrus, ok};
 
 /// Spawns an agent without a command and returns its token.
 fn agent(daemon: &Daemon, manifest: &str) -> String {

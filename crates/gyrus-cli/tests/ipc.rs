@@ -8,16 +8,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use rustix::process::Signal;
-use support::Daemon;
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use support::{Daemon, ok};
 
 fn spawn_passive(daemon: &Daemon, name: &str) {
     let file = daemon.home.join(format!("{name}.toml"));

@@ -111,7 +111,9 @@ pub(crate) async fn why(
 ) -> Result<Json<AuditEntries>, ApiError> {
     let entries = with_log(&state, move |log| {
         Ok(match log.get(seq)? {
-            Some(e) if !e.request_id.is_empty() => Some(log.by_request(&e.request_id)?),
+            Some(e) if !e.record.request_id.is_empty() => {
+                Some(log.by_request(&e.record.request_id)?)
+            }
             Some(e) => Some(vec![e]),
             None => None,
         })

@@ -399,11 +399,7 @@ pub(crate) async fn approval(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<ApprovalQuery>,
 ) -> Result<Json<Denied>, ApiError> {
-    let ceiling = (state.config.request_timeout_secs * 1000)
-        .saturating_sub(1000)
-        .max(1);
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.unwrap_or(0).min(ceiling));
+    let deadline = tokio::time::Instant::now() + state.max_wait(q.wait_ms.unwrap_or(0));
     let closing = state.kernel.closing();
     tokio::pin!(closing);
     loop {

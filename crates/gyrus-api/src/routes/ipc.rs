@@ -189,11 +189,7 @@ pub(crate) async fn receive(
     let pattern =
         Pattern::new(q.pattern.unwrap_or_else(|| ">".into())).map_err(bad("invalid_pattern"))?;
     let max = q.max.unwrap_or(10).clamp(1, 1000);
-    // The wait happens inside the request, so it must end before the request timeout does.
-    let ceiling = (state.config.request_timeout_secs * 1000)
-        .saturating_sub(1000)
-        .max(1);
-    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(60_000).min(ceiling));
+    let wait = state.max_wait(q.wait_ms.unwrap_or(0));
     let lease = Duration::from_millis(q.lease_ms.unwrap_or(30_000).clamp(1, 3_600_000));
     let deadline = tokio::time::Instant::now() + wait;
     let closing = state.kernel.closing();
@@ -323,10 +319,7 @@ pub(crate) async fn request(
     let envelope = builder
         .build()
         .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
-    let ceiling = (state.config.request_timeout_secs * 1000)
-        .saturating_sub(1000)
-        .max(1);
-    let timeout = Duration::from_millis(body.timeout_ms.unwrap_or(10_000).min(ceiling));
+    let timeout = state.max_wait(body.timeout_ms.unwrap_or(10_000));
     let bus_error = |e: gyrus_bus::BusError| match e {
         gyrus_bus::BusError::Timeout { .. } => {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "no_reply", e.to_string())

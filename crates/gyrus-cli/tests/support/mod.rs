@@ -31,6 +31,16 @@ pub fn gyrus(home: &Path) -> Command {
     cmd
 }
 
+/// The stdout of a command that must have succeeded (else the test fails with its stderr).
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A running daemon; killed on drop if still alive.
 pub struct Daemon {
     pub child: Child,
