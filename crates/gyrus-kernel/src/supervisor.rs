@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -195,8 +195,8 @@ impl Supervisor {
                     break;
                 }
             };
-            let log = match open_log(&self.log_path(&agent.id)) {
-                Ok(l) => l,
+            let log = match LogSink::open(&self.log_path(&agent.id)) {
+                Ok(l) => Arc::new(Mutex::new(l)),
                 Err(e) => {
                     self.record(
                         &agent.id,
@@ -217,14 +217,8 @@ impl Supervisor {
                 .stdin(Stdio::null())
                 .process_group(0)
                 .kill_on_drop(true);
-            match (log.try_clone(), log) {
-                (Ok(out), err) => {
-                    cmd.stdout(out).stderr(err);
-                }
-                (Err(_), err) => {
-                    cmd.stdout(Stdio::null()).stderr(err);
-                }
-            }
+            // Output goes through pipes, so the log can be bounded while the agent runs.
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             if let Some(cwd) = &command.cwd {
                 cmd.current_dir(cwd);
             }
@@ -234,18 +228,27 @@ impl Supervisor {
                 Err(e) => Err(format!("cannot start {}: {e}", command.program)),
                 Ok(mut child) => {
                     let pid = child.id();
+                    let pumps = [
+                        child.stdout.take().map(|out| pump(out, log.clone())),
+                        child.stderr.take().map(|err| pump(err, log.clone())),
+                    ];
                     self.record(&agent.id, AgentState::Running, pid, None);
                     self.emit("kernel.agent.started", &agent, json!({"pid": pid}));
-                    tokio::select! {
-                        status = child.wait() => match status {
+                    let exit = tokio::select! {
+                        status = child.wait() => Some(match status {
                             Ok(s) if s.success() => Ok(()),
                             Ok(s) => Err(format!("exited with {s}")),
                             Err(e) => Err(format!("cannot wait for it: {e}")),
-                        },
+                        }),
                         _ = stop.changed() => {
                             terminate(&mut child, pid).await;
-                            break;
+                            None
                         }
+                    };
+                    drain(pumps).await;
+                    match exit {
+                        Some(result) => result,
+                        None => break,
                     }
                 }
             };
@@ -299,20 +302,88 @@ impl Supervisor {
     }
 }
 
-fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// An agent's log. Past [`LOG_ROTATE_BYTES`] the file moves to `<id>.log.1` (replacing the
+/// older one) and a new one starts, also while the agent runs, so an agent's output never
+/// takes more than twice that on disk.
+struct LogSink {
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl LogSink {
+    fn open(path: &Path) -> std::io::Result<LogSink> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = Self::open_file(path)?;
+        let size = file.metadata()?.len();
+        let mut sink = LogSink {
+            path: path.to_path_buf(),
+            file,
+            size,
+        };
+        if sink.size > LOG_ROTATE_BYTES {
+            sink.rotate()?;
+        }
+        Ok(sink)
     }
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
-        let mut rotated = path.as_os_str().to_owned();
+
+    fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let mut rotated = self.path.as_os_str().to_owned();
         rotated.push(".1");
-        std::fs::rename(path, rotated)?;
+        std::fs::rename(&self.path, rotated)?;
+        self.file = Self::open_file(&self.path)?;
+        self.size = 0;
+        Ok(())
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + bytes.len() as u64 > LOG_ROTATE_BYTES {
+            self.rotate()?;
+        }
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Copies one of the agent's output pipes into its log until the pipe closes.
+fn pump(
+    mut stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    log: Arc<Mutex<LogSink>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = log.write(&buf[..n]) {
+                        tracing::warn!(path = %log.path.display(), error = %e, "cannot write an agent's log");
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Lets the pumps copy what the process wrote before it ended. A grandchild that inherited the
+/// pipes keeps them open, so this waits a moment only, then leaves the pumps running.
+async fn drain(pumps: [Option<JoinHandle<()>>; 2]) {
+    for pump in pumps.into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), pump).await;
+    }
 }
 
 /// SIGTERM to the whole process group, then SIGKILL if it does not exit in time.
@@ -484,6 +555,44 @@ mod tests {
             kinds.last().map(String::as_str),
             Some("kernel.agent.failed")
         );
+    }
+
+    #[tokio::test]
+    async fn a_chatty_agent_cannot_grow_its_log_beyond_the_bound_while_it_runs() {
+        let (_dir, registry, sup, agent, _) = setup(
+            r#"name = "chatty"
+            [command]
+            program = "sh"
+            args = ["-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done; exec sleep 60"]"#,
+        );
+        sup.start(&agent);
+        wait_for(&registry, &agent.id, AgentState::Running).await;
+        for _ in 0..500 {
+            if sup.log_tail(&agent.id, 64).unwrap().contains("done") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            sup.log_tail(&agent.id, 64).unwrap().contains("done"),
+            "the agent's output reached its log"
+        );
+        let log = sup.log_path(&agent.id);
+        let rotated = log.with_extension("log.1");
+        let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+        assert!(
+            size(&log) <= LOG_ROTATE_BYTES,
+            "current log: {}",
+            size(&log)
+        );
+        assert!(
+            size(&rotated) <= LOG_ROTATE_BYTES,
+            "rotated log: {}",
+            size(&rotated)
+        );
+        // 3 MB were written; at most two files' worth is kept.
+        assert!(size(&log) + size(&rotated) <= 2 * LOG_ROTATE_BYTES);
+        sup.stop(&agent.id).await;
     }
 
     #[tokio::test]
