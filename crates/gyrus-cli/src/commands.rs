@@ -281,7 +281,7 @@ pub fn agent(home: Option<&Path>, args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Percent-encodes a path segment, so a name with odd characters reaches the daemon (which
+/// Percent-encodes a path segment or query value, so a name with odd characters reaches the daemon (which
 /// rejects it with a reason) instead of breaking the request line.
 pub(crate) fn encode_segment(text: &str) -> String {
     text.bytes()

@@ -8,23 +8,11 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::cli::{RecvArgs, SendArgs};
-use crate::commands::{ask, print_json, s};
+use crate::commands::{ask, encode_segment, print_json, s};
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
     humantime::parse_duration(text)
         .map_err(|e| anyhow!("invalid {what} {text:?}: {e}; use e.g. 10s or 5m"))
-}
-
-/// Query-string encoding for a value.
-fn q(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub fn send(home: Option<&Path>, args: SendArgs) -> anyhow::Result<()> {
@@ -75,15 +63,15 @@ pub fn recv(home: Option<&Path>, args: RecvArgs) -> anyhow::Result<()> {
     let wait = duration(args.wait.as_deref().unwrap_or(default_wait), "--wait")?;
     let mut path = format!(
         "/api/v1/messages?pattern={}&max={}&wait_ms={}",
-        q(&args.pattern),
+        encode_segment(&args.pattern),
         args.max,
         wait.as_millis()
     );
     if let Some(agent) = &args.as_agent {
-        path.push_str(&format!("&as={}", q(agent)));
+        path.push_str(&format!("&as={}", encode_segment(agent)));
     }
     if let Some(group) = &args.group {
-        path.push_str(&format!("&group={}", q(group)));
+        path.push_str(&format!("&group={}", encode_segment(group)));
     }
     let (_, v) = ask(home, Method::GET, &path, None)?;
     let empty = Vec::new();

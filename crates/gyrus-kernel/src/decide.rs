@@ -178,25 +178,4 @@ impl Kernel {
         })?;
         Ok(entry.seq)
     }
-
-    /// Runs `act` only if `request` is allowed, recording the decision and the outcome; a
-    /// denial or an *ask* is returned as [`KernelError::Refused`]. Blocking.
-    pub fn authorized<T>(
-        &self,
-        request: &ActionRequest,
-        args: &serde_json::Value,
-        act: impl FnOnce() -> Result<T, KernelError>,
-    ) -> Result<T, KernelError> {
-        let recorded = self.decide(request, args)?;
-        if recorded.decision.outcome != Outcome::Allow {
-            return Err(KernelError::Refused(Box::new(recorded)));
-        }
-        let result = act();
-        let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("error: {e}"),
-        };
-        self.outcome(&recorded, request, &outcome)?;
-        result
-    }
 }

@@ -29,9 +29,6 @@ pub enum KernelError {
     /// The owner's policies do not load.
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// The consent broker said no (or: ask the owner first).
-    #[error("refused: {}", .0.decision.reason)]
-    Refused(Box<crate::decide::Recorded>),
     /// A mailbox failed.
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
