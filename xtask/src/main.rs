@@ -2,10 +2,13 @@
 //!
 //! - `test`: installs what the test suite needs, then runs all of it: `cargo fmt --check`,
 //!   `cargo clippy -D warnings`, `cargo deny` (bans, licences, sources) and every test. This is
-//!   the README's test command and exactly what CI (`.ci/run`) runs.
-//! - `bench`: every benchmark: daemon startup, audit appends and verify, IPC, policy decisions.
+//!   the README's test command and exactly what CI (`.ci/run`) runs. Then the official MCP
+//!   conformance suite against a real daemon's `/mcp` (`conformance.rs`).
+//! - `bench`: every benchmark: daemon startup, audit appends and verify, IPC, policy decisions,
+//!   tool calls.
 //! - `deps`: only the installation step.
 
+mod conformance;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -20,11 +23,13 @@ fn main() -> std::process::ExitCode {
         "test" => test(),
         "bench" => bench(),
         "deps" => tools::install(&root()).map(|_| ()),
+        "conformance" => conformance_only(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|deps>");
+            eprintln!("usage: cargo xtask <test|bench|deps|conformance>");
             eprintln!("  test   install test dependencies, then fmt, clippy, deny and every test");
             eprintln!("  bench  every benchmark: startup, audit, IPC, policy decisions");
             eprintln!("  deps   only install test dependencies");
+            eprintln!("  conformance  only the MCP conformance suite against a real daemon");
             return std::process::ExitCode::from(2);
         }
     };
@@ -89,11 +94,32 @@ fn test() -> anyhow::Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace", "--locked"]);
     step("cargo test --workspace", test)?;
+
+    // The official MCP conformance suite against a real daemon's /mcp.
+    let mut build = cargo();
+    build.args(["build", "-p", "gyrus-cli", "--bin", "gyrus", "--locked"]);
+    step("cargo build gyrus", build)?;
+    conformance::run(&root, &target_dir().join("debug/gyrus"))?;
     Ok(())
 }
 
+/// `cargo xtask conformance`: builds gyrus and runs only the MCP conformance suite.
+fn conformance_only() -> anyhow::Result<()> {
+    let mut build = cargo();
+    build.args(["build", "-p", "gyrus-cli", "--bin", "gyrus", "--locked"]);
+    step("cargo build gyrus", build)?;
+    conformance::run(&root(), &target_dir().join("debug/gyrus"))
+}
+
+/// Where cargo puts what it builds.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// (package, bench target, what it measures)
-const BENCHES: [(&str, &str, &str); 4] = [
+const BENCHES: [(&str, &str, &str); 5] = [
     (
         "gyrus-cli",
         "startup",
@@ -113,6 +139,11 @@ const BENCHES: [(&str, &str, &str); 4] = [
         "gyrus-policy",
         "decide",
         "consent decisions with 1,000 grants and 100 policies",
+    ),
+    (
+        "gyrus-tools",
+        "call",
+        "tool call overhead (decision, audit, undo) around fs.read",
     ),
 ];
 

@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod extract;
 mod guard;
+pub mod mcp;
 mod metrics;
 mod peer;
 pub mod routes;

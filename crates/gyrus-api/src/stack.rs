@@ -175,8 +175,11 @@ mod tests {
         home.init().unwrap();
         let kernel =
             Arc::new(gyrus_kernel::Kernel::open(&home, "http://127.0.0.1:7878".into()).unwrap());
+        let tools =
+            Arc::new(gyrus_tools::builtin(gyrus_tools::ToolEnv::new(home.clone())).unwrap());
         ApiState::new(ApiStateInit {
             kernel,
+            tools,
             tokens: TokenStore::open(&dir.path().join("user/tokens.json")).unwrap(),
             home,
             config: config.api,

@@ -63,6 +63,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// The agent kernel.
     pub kernel: Arc<gyrus_kernel::Kernel>,
+    /// Every tool, and the undo journal.
+    pub tools: Arc<gyrus_tools::Tools>,
     pub(crate) limiter: Limiter,
 }
 
@@ -83,6 +85,8 @@ pub struct ApiStateInit {
     pub version: &'static str,
     /// The agent kernel.
     pub kernel: Arc<gyrus_kernel::Kernel>,
+    /// The tool registry.
+    pub tools: Arc<gyrus_tools::Tools>,
 }
 
 impl ApiState {
@@ -105,6 +109,7 @@ impl ApiState {
             parts: RwLock::new(BTreeMap::new()),
             metrics: Metrics::new(init.version),
             kernel: init.kernel,
+            tools: init.tools,
             limiter: RateLimiter::keyed(quota),
         })
     }

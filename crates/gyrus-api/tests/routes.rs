@@ -25,8 +25,11 @@ fn app(dir: &tempfile::TempDir) -> gyrus_api::App {
     let kernel = std::sync::Arc::new(
         gyrus_kernel::Kernel::open(&home, "http://127.0.0.1:7878".into()).unwrap(),
     );
+    let tools =
+        std::sync::Arc::new(gyrus_tools::builtin(gyrus_tools::ToolEnv::new(home.clone())).unwrap());
     gyrus_api::app(ApiState::new(ApiStateInit {
         kernel,
+        tools,
         home,
         config: Config::default().api,
         tokens,

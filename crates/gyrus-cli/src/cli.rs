@@ -66,6 +66,55 @@ pub enum Command {
     Send(SendArgs),
     /// Receive messages from an agent's mailbox (acknowledged once printed), or watch live
     Recv(RecvArgs),
+    /// List, describe and call tools (every call goes through the consent broker)
+    Tool(ToolArgs),
+    /// Serve every tool over MCP on stdio, for clients that launch a command
+    Mcp,
+    /// Put a reversible tool call back, byte for byte (itself audited)
+    Undo {
+        /// The call's action id (req_…), as `gyrus tool call` printed it
+        action_id: String,
+        /// Why, for the audit trail [default: "undo ACTION_ID"]
+        #[arg(long)]
+        intent: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ToolArgs {
+    #[command(subcommand)]
+    pub command: ToolCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolCommand {
+    /// List every tool: name, risk, undoable, description
+    List(JsonArg),
+    /// Show one tool: its description, risk, limits and argument schema
+    Describe {
+        /// The tool, e.g. fs.read
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Call a tool: prints {action_id, decision, output | error}
+    Call {
+        /// The tool, e.g. fs.read
+        name: String,
+        /// The arguments as a JSON object, e.g. '{"path":"/etc/hostname"}'
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Why, in words (recorded in the audit trail)
+        #[arg(long)]
+        intent: String,
+        /// The plan this call belongs to
+        #[arg(long)]
+        plan: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -117,6 +117,25 @@ impl Client {
         Err(anyhow!(message))
     }
 
+    /// Sends a request and returns the status and the JSON body (`null` if not JSON),
+    /// whatever the status; only a failure to reach the daemon, or no answer within
+    /// `timeout`, is an error (`gyrus mcp` maps each status to MCP itself).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let (status, bytes) = tokio::time::timeout(timeout, self.send(method, path, body))
+            .await
+            .map_err(|_| anyhow!("gyrus did not answer within {} s", timeout.as_secs()))??;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -6,7 +6,9 @@ mod client;
 mod commands;
 mod consent;
 mod ipc;
+mod mcp;
 mod render;
+mod tools;
 mod up;
 
 use std::process::ExitCode;
@@ -16,6 +18,17 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // The sandbox launcher is this same binary: `process.spawn` runs
+    // `gyrus __sandbox-exec …`, which enters the sandbox and execs the command. It is
+    // dispatched before clap, logging or any thread exists (entering a user namespace
+    // needs a single-threaded process).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a.as_os_str() == gyrus_tools::sandbox::LAUNCHER_ARG)
+    {
+        return gyrus_tools::sandbox::launcher_main(&args[2..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return cli::report_usage_error(e),
@@ -37,6 +50,13 @@ fn main() -> ExitCode {
         Command::Deny { id, json } => consent::deny(cli.home.as_deref(), &id, json),
         Command::Send(args) => ipc::send(cli.home.as_deref(), args),
         Command::Recv(args) => ipc::recv(cli.home.as_deref(), args),
+        Command::Tool(args) => tools::tool(cli.home.as_deref(), args),
+        Command::Mcp => mcp::run(cli.home.as_deref()),
+        Command::Undo {
+            action_id,
+            intent,
+            json,
+        } => tools::undo(cli.home.as_deref(), &action_id, intent, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -131,8 +131,10 @@ async fn serve(
         gyrus_kernel::Kernel::open(home, format!("http://{listen}"))
             .context("cannot open the agent kernel")?,
     );
+    let tools = std::sync::Arc::new(open_tools(home, &config.tools)?);
     let state = ApiState::new(ApiStateInit {
         kernel: kernel.clone(),
+        tools,
         home: home.clone(),
         config: api_config,
         tokens,
@@ -253,4 +255,14 @@ fn print_banner(
     }
     let _ = writeln!(out, "Stop with Ctrl-C or SIGTERM.");
     let _ = out.flush();
+}
+
+/// The tool registry, with the sandbox launcher (this binary) and the owner's `[tools]`.
+fn open_tools(home: &Home, config: &gyrus_home::ToolsConfig) -> anyhow::Result<gyrus_tools::Tools> {
+    let mut env = gyrus_tools::ToolEnv::new(home.clone());
+    env.sandbox_launcher = std::env::current_exe().ok();
+    env.allow_unsandboxed = config.allow_unsandboxed;
+    env.undo_retention = Duration::from_secs(config.undo_retention_days * 24 * 3600);
+    env.undo_max_bytes = config.undo_max_bytes;
+    gyrus_tools::builtin(env).context("cannot open the tools")
 }

@@ -39,6 +39,15 @@ burst = 100
 [daemon]
 # On SIGINT/SIGTERM, how long in-flight requests may take to finish.
 shutdown_grace_secs = 10
+
+[tools]
+# process.spawn runs every command in a sandbox (Landlock, seccomp, a user namespace and
+# resource limits). On a kernel without them it refuses, unless this is true.
+allow_unsandboxed = false
+# How long `gyrus undo` can put a call back, and how many bytes of snapshots are kept
+# (runtime/undo/); the oldest records go first.
+undo_retention_days = 7
+undo_max_bytes = 1073741824
 "#;
 
 /// The whole configuration file.
@@ -49,6 +58,30 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[daemon]`: process behaviour.
     pub daemon: DaemonConfig,
+    /// `[tools]`: sandboxing and undo.
+    pub tools: ToolsConfig,
+}
+
+/// `[tools]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Let `process.spawn` run unsandboxed where the kernel lacks Landlock or seccomp.
+    pub allow_unsandboxed: bool,
+    /// Days undo records are kept.
+    pub undo_retention_days: u64,
+    /// Bytes the undo journal may keep.
+    pub undo_max_bytes: u64,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            allow_unsandboxed: false,
+            undo_retention_days: 7,
+            undo_max_bytes: 1 << 30,
+        }
+    }
 }
 
 /// `[api]`.
@@ -180,6 +213,9 @@ impl Config {
             })
         };
         let api = &self.api;
+        if self.tools.undo_retention_days > 3650 {
+            return invalid("tools.undo_retention_days", "must be at most 3650");
+        }
         if api.body_limit_bytes == 0 {
             return invalid("api.body_limit_bytes", "must be at least 1");
         }

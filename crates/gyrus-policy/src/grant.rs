@@ -164,6 +164,9 @@ pub enum GrantError {
     /// The grant was already revoked.
     #[error("grant {0:?} is already revoked")]
     AlreadyRevoked(String),
+    /// The grant is not revoked, so there is nothing to reinstate.
+    #[error("grant {0:?} is not revoked")]
+    NotRevoked(String),
     /// The grants database failed.
     #[error(transparent)]
     Store(#[from] StoreError),

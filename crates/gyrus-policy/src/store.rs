@@ -287,6 +287,29 @@ impl GrantStore {
         }
     }
 
+    /// Undoes a revocation (`gyrus undo` of `sec.revoke`): the grant is live again, with the
+    /// same id, scope, expiry and uses. Refused if it is not revoked.
+    pub fn reinstate(&self, id: &str) -> Result<Grant, GrantError> {
+        let conn = self.db.lock();
+        let changed = conn
+            .execute(
+                "UPDATE grants SET revoked_at = NULL WHERE id = ?1 AND revoked_at IS NOT NULL",
+                params![id],
+            )
+            .map_err(|e| self.db.err(e))?;
+        let grant = get_grant(&conn, id).map_err(|e| self.db.err(e))?;
+        drop(conn);
+        match (changed, grant) {
+            (_, None) => Err(GrantError::NotFound(id.to_string())),
+            (0, Some(_)) => Err(GrantError::NotRevoked(id.to_string())),
+            (_, Some(grant)) => {
+                let compiled = CompiledGrant::new(grant.clone())?;
+                self.index_added(vec![compiled]);
+                Ok(grant)
+            }
+        }
+    }
+
     /// Takes one use of a grant, atomically in SQLite, so concurrent callers (threads or
     /// processes) can never exceed `max_uses`. Returns `false` if the grant is unknown,
     /// revoked, expired or has no use left.

@@ -7,6 +7,7 @@ mod consent;
 mod ipc;
 mod system;
 mod tokens;
+pub(crate) mod tools;
 
 use axum::Router;
 use axum::extract::Request;
@@ -89,6 +90,8 @@ impl Routes {
 }
 
 fn routes() -> Routes {
+    // One MCP endpoint (one set of sessions) behind all three methods.
+    let mcp = crate::mcp::Endpoint::new();
     Routes {
         router: Router::new(),
         table: Vec::new(),
@@ -220,6 +223,25 @@ fn routes() -> Routes {
         Who::Anyone,
         audit::consistency,
     )
+    .add(Verb::Get, "/api/v1/tools", Who::Anyone, tools::list)
+    .add(
+        Verb::Get,
+        "/api/v1/tools/{name}",
+        Who::Anyone,
+        tools::describe,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/tools/{name}/call",
+        Who::Anyone,
+        tools::call,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/undo/{action_id}",
+        Who::Anyone,
+        tools::undo,
+    )
     .add(Verb::Get, "/api/v1/audit/{seq}", Who::Devices, audit::show)
     .add(
         Verb::Get,
@@ -227,6 +249,10 @@ fn routes() -> Routes {
         Who::Devices,
         audit::why,
     )
+    // MCP streamable HTTP (crate::mcp): every tool, called as the authenticated principal.
+    .add(Verb::Post, "/mcp", Who::Anyone, mcp.clone())
+    .add(Verb::Get, "/mcp", Who::Anyone, mcp.clone())
+    .add(Verb::Delete, "/mcp", Who::Anyone, mcp)
 }
 
 /// The route table (for tests and documentation).
@@ -308,6 +334,13 @@ async fn require_owner(request: Request, next: Next) -> Response {
         audit::consistency,
         audit::show,
         audit::why,
+        tools::list,
+        tools::describe,
+        tools::call,
+        tools::undo,
+        crate::mcp::post_doc,
+        crate::mcp::get_doc,
+        crate::mcp::delete_doc,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -318,7 +351,9 @@ async fn require_owner(request: Request, next: Next) -> Response {
         (name = "agents", description = "Agents: spawned from manifests, supervised, stopped, removed"),
         (name = "consent", description = "The consent broker: decisions, grants, approvals"),
         (name = "ipc", description = "Semantic IPC: messages by intent, durable agent mailboxes, the kernel event stream"),
+        (name = "tools", description = "Typed tools: list, describe, call through the consent broker, undo"),
         (name = "audit", description = "The tamper-evident audit trail: entries, why, verify, signed tree heads, RFC 6962 proofs"),
+        (name = "mcp", description = "Every tool over MCP (streamable HTTP), decided and audited like the tools routes"),
     )
 )]
 #[derive(Debug)]
