@@ -2,6 +2,8 @@
 //! Cedar broker) in a temporary home: undo byte for byte, refusals after later changes,
 //! schema errors before any decision, and paths that try to leave a grant.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
