@@ -222,27 +222,12 @@ impl Tools {
             .outcome(&primary, &primary_request, &outcome)
             .map_err(|e| ToolError::Internal(e.to_string()))?;
         let decision = verdict(&primary);
-        Ok(match result {
-            Ok(ran) => CallResult {
-                action_id,
-                tool: spec.name.clone(),
-                decision,
-                undoable: ran.undo.is_some(),
-                output: Some(ran.output),
-                error: None,
-            },
-            Err(e) => CallResult {
-                action_id,
-                tool: spec.name.clone(),
-                decision,
-                output: None,
-                error: Some(CallError {
-                    code: e.code().to_string(),
-                    message: e.to_string(),
-                }),
-                undoable: false,
-            },
-        })
+        Ok(finished(
+            action_id,
+            spec.name.clone(),
+            decision,
+            result.map(|ran| (ran.output, ran.undo.is_some())),
+        ))
     }
 
     fn decide(
@@ -337,27 +322,40 @@ impl Tools {
             .outcome(&recorded, &request, &outcome)
             .map_err(|e| ToolError::Internal(e.to_string()))?;
         let decision = verdict(&recorded);
-        Ok(match result {
-            Ok(output) => CallResult {
-                action_id: undo_id,
-                tool: "tool.undo".into(),
-                decision,
-                output: Some(output),
-                error: None,
-                undoable: false,
-            },
-            Err(e) => CallResult {
-                action_id: undo_id,
-                tool: "tool.undo".into(),
-                decision,
-                output: None,
-                error: Some(CallError {
-                    code: e.code().to_string(),
-                    message: e.to_string(),
-                }),
-                undoable: false,
-            },
-        })
+        Ok(finished(
+            undo_id,
+            "tool.undo".into(),
+            decision,
+            result.map(|output| (output, false)),
+        ))
+    }
+}
+
+/// The result of a call that ran: its output (and whether it can be undone), or its error.
+fn finished(
+    action_id: String,
+    tool: String,
+    decision: CallDecision,
+    result: Result<(serde_json::Value, bool), ToolError>,
+) -> CallResult {
+    let (output, error, undoable) = match result {
+        Ok((output, undoable)) => (Some(output), None, undoable),
+        Err(e) => (
+            None,
+            Some(CallError {
+                code: e.code().to_string(),
+                message: e.to_string(),
+            }),
+            false,
+        ),
+    };
+    CallResult {
+        action_id,
+        tool,
+        decision,
+        output,
+        error,
+        undoable,
     }
 }
 
