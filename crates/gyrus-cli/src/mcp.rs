@@ -11,7 +11,6 @@
 //! `warn`). The server starts whether or not the daemon runs: without it, a call answers
 //! with a tool error that says how to start it.
 
-use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,6 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt as _};
 use serde_json::{Value, json};
-use tracing_subscriber::EnvFilter;
 
 use crate::client::Client;
 
@@ -38,7 +36,7 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the stdio server until the MCP client closes stdin.
 pub fn run(home: Option<&Path>) -> anyhow::Result<()> {
-    init_logging();
+    crate::up::init_logging("warn");
     let client = Client::from_env(home)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -55,17 +53,6 @@ pub fn run(home: Option<&Path>) -> anyhow::Result<()> {
         running.waiting().await.context("the MCP session failed")?;
         Ok(())
     })
-}
-
-/// Logs to stderr only: stdout is the protocol.
-fn init_logging() {
-    let filter = EnvFilter::try_from_env("GYRUS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
 }
 
 /// The MCP server: a proxy to the daemon's tool API.

@@ -25,7 +25,7 @@ const MAX_SOCKET_PATH: usize = 107;
 
 pub fn run(home_flag: Option<&Path>, args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    init_logging();
+    init_logging("info");
     let resolved = resolve(home_flag, |k| std::env::var_os(k))?;
     let home = Home::new(&resolved.path);
     let report = home
@@ -59,9 +59,10 @@ pub fn run(home_flag: Option<&Path>, args: UpArgs) -> anyhow::Result<()> {
     outcome
 }
 
-fn init_logging() {
-    // GYRUS_LOG takes the tracing filter syntax, e.g. `debug` or `gyrus_api=trace`.
-    let filter = EnvFilter::try_from_env("GYRUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr (stdout is for the banner, or the protocol of `gyrus mcp`), filtered by
+/// GYRUS_LOG in the tracing filter syntax (e.g. `debug` or `gyrus_api=trace`), else `default`.
+pub(crate) fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_env("GYRUS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
