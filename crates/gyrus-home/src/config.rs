@@ -48,6 +48,20 @@ allow_unsandboxed = false
 # (runtime/undo/); the oldest records go first.
 undo_retention_days = 7
 undo_max_bytes = 1073741824
+
+[sessions]
+# A registered LLM client session (Claude Code, Codex, Gemini CLI, Aider) that sends nothing
+# for this long is expired, and its leases end.
+expire_after_secs = 1800
+# How long the lease an edit takes on a file lasts; each further edit renews it.
+lease_ttl_secs = 900
+# An edit of a file another live session holds exclusively: "deny" or "ask" (the client asks you).
+on_conflict = "deny"
+# When the daemon is not running, hooks let the client go on with a one-line warning;
+# set strict = true to block instead.
+strict = false
+# How often conflicts between sessions on different branches or worktrees are predicted.
+conflict_check_secs = 60
 "#;
 
 /// The whole configuration file.
@@ -60,6 +74,46 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `[tools]`: sandboxing and undo.
     pub tools: ToolsConfig,
+    /// `[sessions]`: the session manager.
+    pub sessions: SessionsConfig,
+}
+
+/// What an edit of a path another session holds exclusively gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Refused, with the holder named.
+    Deny,
+    /// The client asks the owner.
+    Ask,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// Seconds of silence after which a session expires.
+    pub expire_after_secs: u64,
+    /// Seconds an edit's automatic lease lasts.
+    pub lease_ttl_secs: u64,
+    /// Deny or ask on a conflicting edit.
+    pub on_conflict: OnConflict,
+    /// Hooks block when the daemon is unreachable.
+    pub strict: bool,
+    /// Seconds between conflict predictions.
+    pub conflict_check_secs: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            expire_after_secs: 1800,
+            lease_ttl_secs: 900,
+            on_conflict: OnConflict::Deny,
+            strict: false,
+            conflict_check_secs: 60,
+        }
+    }
 }
 
 /// `[tools]`.
@@ -213,6 +267,19 @@ impl Config {
             })
         };
         let api = &self.api;
+        let sessions = &self.sessions;
+        if !(5..=7 * 24 * 3600).contains(&sessions.expire_after_secs) {
+            return invalid("sessions.expire_after_secs", "must be between 5 and 604800");
+        }
+        if !(1..=7 * 24 * 3600).contains(&sessions.lease_ttl_secs) {
+            return invalid("sessions.lease_ttl_secs", "must be between 1 and 604800");
+        }
+        if !(1..=24 * 3600).contains(&sessions.conflict_check_secs) {
+            return invalid(
+                "sessions.conflict_check_secs",
+                "must be between 1 and 86400",
+            );
+        }
         if self.tools.undo_retention_days > 3650 {
             return invalid("tools.undo_retention_days", "must be at most 3650");
         }

@@ -19,7 +19,10 @@ mod lock;
 mod resolve;
 
 pub use atomic::write_atomic;
-pub use config::{ApiConfig, Config, ConfigError, DaemonConfig, RateLimitConfig, ToolsConfig};
+pub use config::{
+    ApiConfig, Config, ConfigError, DaemonConfig, OnConflict, RateLimitConfig, SessionsConfig,
+    ToolsConfig,
+};
 pub use layout::{Home, HomeError, InitReport, Layer, LayerUsage};
 pub use lock::{DaemonLock, LockError};
 pub use resolve::{HomeSource, ResolveError, Resolved, resolve};
