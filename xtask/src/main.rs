@@ -122,7 +122,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// (package, bench target, what it measures)
-const BENCHES: [(&str, &str, &str); 5] = [
+const BENCHES: [(&str, &str, &str); 6] = [
     (
         "gyrus-cli",
         "startup",
@@ -147,6 +147,11 @@ const BENCHES: [(&str, &str, &str); 5] = [
         "gyrus-tools",
         "call",
         "tool call overhead (decision, audit, undo) around fs.read",
+    ),
+    (
+        "gyrus-cli",
+        "hook",
+        "`gyrus hook claude` PreToolUse end to end, process start included",
     ),
 ];
 

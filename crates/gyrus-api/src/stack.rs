@@ -177,9 +177,17 @@ mod tests {
             Arc::new(gyrus_kernel::Kernel::open(&home, "http://127.0.0.1:7878".into()).unwrap());
         let tools =
             Arc::new(gyrus_tools::builtin(gyrus_tools::ToolEnv::new(home.clone())).unwrap());
+        let sessions = Arc::new(
+            gyrus_sessions::Manager::open(
+                &gyrus_sessions::store_path(&home),
+                gyrus_sessions::ManagerConfig::default(),
+            )
+            .unwrap(),
+        );
         ApiState::new(ApiStateInit {
             kernel,
             tools,
+            sessions,
             tokens: TokenStore::open(&dir.path().join("user/tokens.json")).unwrap(),
             home,
             config: config.api,

@@ -65,6 +65,8 @@ pub struct ApiState {
     pub kernel: Arc<gyrus_kernel::Kernel>,
     /// Every tool, and the undo journal.
     pub tools: Arc<gyrus_tools::Tools>,
+    /// The session manager.
+    pub sessions: Arc<gyrus_sessions::Manager>,
     pub(crate) limiter: Limiter,
 }
 
@@ -87,6 +89,8 @@ pub struct ApiStateInit {
     pub kernel: Arc<gyrus_kernel::Kernel>,
     /// The tool registry.
     pub tools: Arc<gyrus_tools::Tools>,
+    /// The session manager.
+    pub sessions: Arc<gyrus_sessions::Manager>,
 }
 
 impl ApiState {
@@ -110,6 +114,7 @@ impl ApiState {
             metrics: Metrics::new(init.version),
             kernel: init.kernel,
             tools: init.tools,
+            sessions: init.sessions,
             limiter: RateLimiter::keyed(quota),
         })
     }

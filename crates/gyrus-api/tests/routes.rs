@@ -27,9 +27,17 @@ fn app(dir: &tempfile::TempDir) -> gyrus_api::App {
     );
     let tools =
         std::sync::Arc::new(gyrus_tools::builtin(gyrus_tools::ToolEnv::new(home.clone())).unwrap());
+    let sessions = std::sync::Arc::new(
+        gyrus_sessions::Manager::open(
+            &gyrus_sessions::store_path(&home),
+            gyrus_sessions::ManagerConfig::default(),
+        )
+        .unwrap(),
+    );
     gyrus_api::app(ApiState::new(ApiStateInit {
         kernel,
         tools,
+        sessions,
         home,
         config: Config::default().api,
         tokens,

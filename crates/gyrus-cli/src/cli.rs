@@ -70,6 +70,14 @@ pub enum Command {
     Tool(ToolArgs),
     /// Serve every tool over MCP on stdio, for clients that launch a command
     Mcp,
+    /// See and coordinate concurrent LLM coding sessions (Claude Code, Codex, Gemini CLI, Aider)
+    Session(SessionArgs),
+    /// Answer an LLM client's hook: reads its hook JSON on stdin, answers in its format
+    Hook {
+        /// The client whose hook this is
+        #[arg(value_enum)]
+        client: HookClient,
+    },
     /// Put a reversible tool call back, byte for byte (itself audited)
     Undo {
         /// The call's action id (req_…), as `gyrus tool call` printed it
@@ -79,6 +87,109 @@ pub enum Command {
         intent: Option<String>,
         #[command(flatten)]
         json: JsonArg,
+    },
+}
+
+/// A client with hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookClient {
+    /// Claude Code
+    Claude,
+    /// OpenAI Codex CLI
+    Codex,
+    /// Google Gemini CLI
+    Gemini,
+}
+
+impl HookClient {
+    pub fn client(self) -> gyrus_sessions::Client {
+        match self {
+            HookClient::Claude => gyrus_sessions::Client::ClaudeCode,
+            HookClient::Codex => gyrus_sessions::Client::Codex,
+            HookClient::Gemini => gyrus_sessions::Client::Gemini,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    #[command(subcommand)]
+    pub command: SessionCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List live sessions: client, state, branch, task, the paths they hold
+    List {
+        /// Include ended and expired sessions
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show one session: its details, leases and messages
+    Show {
+        /// The session id (ses_…)
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Predict merge conflicts between the worktrees of live sessions, now
+    Conflicts(JsonArg),
+    /// Show this repository's board, or post a note on it
+    Board {
+        /// Post this note instead of showing the board
+        #[arg(long, value_name = "TEXT")]
+        post: Option<String>,
+        /// Post it as a decision
+        #[arg(long, requires = "post")]
+        decision: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Send a message to a session; it sees it at its next prompt or tool call
+    Send {
+        /// The recipient (ses_…)
+        id: String,
+        /// The text
+        text: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// End a session by hand and free its leases
+    End {
+        /// The session id (ses_…)
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Add gyrus's hooks and MCP server to a client's settings (keeps a backup; idempotent)
+    Install {
+        /// The client to configure
+        #[arg(value_enum)]
+        client: HookClient,
+        /// Configure this project instead of your user settings
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Run a client without hooks (Aider) as a registered session until it exits
+    Wrap {
+        /// The command to run, e.g. aider
+        command: String,
+        /// Its arguments (after --)
+        #[arg(last = true)]
+        args: Vec<String>,
+        /// What it works on
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Refuse a commit touching paths another session holds (run from git's pre-commit hook)
+    Guard {
+        /// Install it as this repository's pre-commit hook instead
+        #[arg(long)]
+        install: bool,
     },
 }
 

@@ -8,6 +8,7 @@ mod consent;
 mod ipc;
 mod mcp;
 mod render;
+mod sessions;
 mod tools;
 mod up;
 
@@ -52,6 +53,8 @@ fn main() -> ExitCode {
         Command::Recv(args) => ipc::recv(cli.home.as_deref(), args),
         Command::Tool(args) => tools::tool(cli.home.as_deref(), args),
         Command::Mcp => mcp::run(cli.home.as_deref()),
+        Command::Session(args) => sessions::session(cli.home.as_deref(), args),
+        Command::Hook { client } => return sessions::hook(cli.home.as_deref(), client),
         Command::Undo {
             action_id,
             intent,

@@ -132,10 +132,14 @@ async fn serve(
         gyrus_kernel::Kernel::open(home, format!("http://{listen}"))
             .context("cannot open the agent kernel")?,
     );
-    let tools = std::sync::Arc::new(open_tools(home, &config.tools)?);
+    let sessions = std::sync::Arc::new(open_sessions(home, &config.sessions)?);
+    let mut tools = open_tools(home, &config.tools)?;
+    gyrus_sessions::tools::register(&mut tools, sessions.clone());
+    let tools = std::sync::Arc::new(tools);
     let state = ApiState::new(ApiStateInit {
         kernel: kernel.clone(),
         tools,
+        sessions: sessions.clone(),
         home: home.clone(),
         config: api_config,
         tokens,
@@ -168,6 +172,10 @@ async fn serve(
             }
         })
     };
+    let session_watch = tokio::spawn(watch_sessions(
+        sessions,
+        Duration::from_secs(config.sessions.conflict_check_secs),
+    ));
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -192,6 +200,7 @@ async fn serve(
     kernel.begin_shutdown();
     let _ = stop_tx.send(true);
     housekeeping.abort();
+    session_watch.abort();
     if let Some((part, result)) = failure {
         kernel.shutdown().await;
         let reason = match result {
@@ -256,6 +265,55 @@ fn print_banner(
     }
     let _ = writeln!(out, "Stop with Ctrl-C or SIGTERM.");
     let _ = out.flush();
+}
+
+/// The session manager on `memory/sessions.db`, with the owner's `[sessions]`.
+fn open_sessions(
+    home: &Home,
+    config: &gyrus_home::SessionsConfig,
+) -> anyhow::Result<gyrus_sessions::Manager> {
+    let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let manager_config = gyrus_sessions::ManagerConfig {
+        expire_after_ms: ms(config.expire_after_secs),
+        lease_ttl_ms: ms(config.lease_ttl_secs),
+        on_conflict: match config.on_conflict {
+            gyrus_home::OnConflict::Deny => gyrus_sessions::hooks::Verdict::Deny,
+            gyrus_home::OnConflict::Ask => gyrus_sessions::hooks::Verdict::Ask,
+        },
+    };
+    let path = gyrus_sessions::store_path(home);
+    gyrus_sessions::Manager::open(&path, manager_config)
+        .with_context(|| format!("cannot open the session store {}", path.display()))
+}
+
+/// Expires silent sessions every few seconds, and predicts merge conflicts between live
+/// sessions' worktrees every `every`, for their digests.
+async fn watch_sessions(sessions: std::sync::Arc<gyrus_sessions::Manager>, every: Duration) {
+    let sweep_every = Duration::from_secs(5);
+    let mut tick = tokio::time::interval(sweep_every);
+    let mut since_prediction = every;
+    loop {
+        tick.tick().await;
+        since_prediction += sweep_every;
+        let predict = since_prediction >= every;
+        if predict {
+            since_prediction = Duration::ZERO;
+        }
+        let sessions = sessions.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let now = gyrus_sessions::tools::now_ms();
+            if let Err(e) = sessions.sweep(now) {
+                tracing::warn!(error = %e, "expiring silent sessions failed");
+            }
+            if predict && let Err(e) = sessions.predict(None) {
+                tracing::warn!(error = %e, "conflict prediction failed");
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "the session watcher panicked");
+        }
+    }
 }
 
 /// The tool registry, with the sandbox launcher (this binary) and the owner's `[tools]`.

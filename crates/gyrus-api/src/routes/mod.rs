@@ -5,6 +5,7 @@ pub(crate) mod agents;
 mod audit;
 mod consent;
 mod ipc;
+mod sessions;
 mod system;
 mod tokens;
 pub(crate) mod tools;
@@ -242,6 +243,67 @@ fn routes() -> Routes {
         Who::Anyone,
         tools::undo,
     )
+    .add(Verb::Get, "/api/v1/sessions", Who::Devices, sessions::list)
+    .add(
+        Verb::Post,
+        "/api/v1/sessions",
+        Who::Devices,
+        sessions::register,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/sessions/hook",
+        Who::Devices,
+        sessions::hook,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/sessions/conflicts",
+        Who::Devices,
+        sessions::conflicts,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/sessions/board",
+        Who::Devices,
+        sessions::board,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/sessions/board",
+        Who::Devices,
+        sessions::post,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/sessions/check",
+        Who::Devices,
+        sessions::check,
+    )
+    .add(
+        Verb::Get,
+        "/api/v1/sessions/{id}",
+        Who::Devices,
+        sessions::show,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/sessions/{id}/heartbeat",
+        Who::Devices,
+        sessions::heartbeat,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/sessions/{id}/end",
+        Who::Devices,
+        sessions::end,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/sessions/{id}/messages",
+        Who::Devices,
+        sessions::send,
+    )
     .add(Verb::Get, "/api/v1/audit/{seq}", Who::Devices, audit::show)
     .add(
         Verb::Get,
@@ -338,6 +400,17 @@ async fn require_owner(request: Request, next: Next) -> Response {
         tools::describe,
         tools::call,
         tools::undo,
+        sessions::hook,
+        sessions::list,
+        sessions::register,
+        sessions::show,
+        sessions::heartbeat,
+        sessions::end,
+        sessions::send,
+        sessions::conflicts,
+        sessions::board,
+        sessions::post,
+        sessions::check,
         crate::mcp::post_doc,
         crate::mcp::get_doc,
         crate::mcp::delete_doc,
@@ -352,6 +425,7 @@ async fn require_owner(request: Request, next: Next) -> Response {
         (name = "consent", description = "The consent broker: decisions, grants, approvals"),
         (name = "ipc", description = "Semantic IPC: messages by intent, durable agent mailboxes, the kernel event stream"),
         (name = "tools", description = "Typed tools: list, describe, call through the consent broker, undo"),
+        (name = "sessions", description = "The session manager: LLM client sessions (Claude Code, Codex, Gemini CLI, Aider), their hooks, path leases, the board, messages, conflict prediction"),
         (name = "audit", description = "The tamper-evident audit trail: entries, why, verify, signed tree heads, RFC 6962 proofs"),
         (name = "mcp", description = "Every tool over MCP (streamable HTTP), decided and audited like the tools routes"),
     )
