@@ -280,6 +280,7 @@ fn open_sessions(
             gyrus_home::OnConflict::Deny => gyrus_sessions::hooks::Verdict::Deny,
             gyrus_home::OnConflict::Ask => gyrus_sessions::hooks::Verdict::Ask,
         },
+        release_on_stop: config.release_on_stop,
     };
     let path = gyrus_sessions::store_path(home);
     gyrus_sessions::Manager::open(&path, manager_config)

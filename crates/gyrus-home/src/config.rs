@@ -57,6 +57,9 @@ expire_after_secs = 1800
 lease_ttl_secs = 900
 # An edit of a file another live session holds exclusively: "deny" or "ask" (the client asks you).
 on_conflict = "deny"
+# A session's leases outlast the end of its turn (the client's Stop), so its files stay
+# protected while you review; set true to release them at every Stop instead.
+release_on_stop = false
 # When the daemon is not running, hooks let the client go on with a one-line warning;
 # set strict = true to block instead.
 strict = false
@@ -98,6 +101,8 @@ pub struct SessionsConfig {
     pub lease_ttl_secs: u64,
     /// Deny or ask on a conflicting edit.
     pub on_conflict: OnConflict,
+    /// Release a session's leases when its turn ends.
+    pub release_on_stop: bool,
     /// Hooks block when the daemon is unreachable.
     pub strict: bool,
     /// Seconds between conflict predictions.
@@ -110,6 +115,7 @@ impl Default for SessionsConfig {
             expire_after_secs: 1800,
             lease_ttl_secs: 900,
             on_conflict: OnConflict::Deny,
+            release_on_stop: false,
             strict: false,
             conflict_check_secs: 60,
         }

@@ -38,6 +38,8 @@ pub struct ManagerConfig {
     pub lease_ttl_ms: i64,
     /// What a conflicting edit gets: [`Verdict::Deny`] or [`Verdict::Ask`].
     pub on_conflict: Verdict,
+    /// Release a session's leases when its turn ends (the client's stop).
+    pub release_on_stop: bool,
 }
 
 impl Default for ManagerConfig {
@@ -46,6 +48,7 @@ impl Default for ManagerConfig {
             expire_after_ms: 1_800_000,
             lease_ttl_ms: 900_000,
             on_conflict: Verdict::Deny,
+            release_on_stop: false,
         }
     }
 }
@@ -231,6 +234,7 @@ impl Manager {
         let mut refusal = None;
         match &input.event {
             HookEvent::Start { .. } => {
+                self.predict_for(&session);
                 reply.context = Some(self.digest(&session, now_ms)?);
             }
             HookEvent::Prompt { prompt } => {
@@ -242,6 +246,7 @@ impl Manager {
                     .store
                     .touch(&session.id, Some(SessionState::Active), now_ms)?;
                 if registered {
+                    self.predict_for(&session);
                     reply.context = Some(self.digest(&session, now_ms)?);
                 } else {
                     reply.context = self.messages(&session, now_ms)?;
@@ -295,6 +300,9 @@ impl Manager {
                 session = self
                     .store
                     .touch(&session.id, Some(SessionState::Idle), now_ms)?;
+                if self.config.release_on_stop {
+                    self.store.release(&session.id, "*")?;
+                }
             }
             HookEvent::End { .. } => {
                 session = self.store.end(&session.id, now_ms)?;
@@ -581,6 +589,26 @@ impl Manager {
         Ok(out)
     }
 
+    /// Predicts now for a starting session's repository when another live session works in
+    /// another worktree of it, so the digest's conflicts are current. A git failure only
+    /// leaves the last prediction in place.
+    fn predict_for(&self, session: &Session) {
+        if session.repository == session.worktree {
+            return;
+        }
+        let others = self.store.list(&SessionFilter {
+            live_only: true,
+            repository: Some(session.repository.clone()),
+            worktree: None,
+        });
+        let elsewhere = others
+            .map(|list| list.iter().any(|s| s.worktree != session.worktree))
+            .unwrap_or(false);
+        if elsewhere {
+            let _ = self.predict(Some(&session.repository));
+        }
+    }
+
     fn keep(&self, repo: &str, rc: &RepoConflicts) {
         if let Ok(mut map) = self.predicted.lock() {
             map.insert(repo.to_string(), rc.clone());
@@ -661,7 +689,75 @@ fn normalize(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    fn input(client_session_id: &str, cwd: &Path, event: HookEvent) -> HookInput {
+        HookInput {
+            client: Client::ClaudeCode,
+            client_session_id: client_session_id.into(),
+            cwd: cwd.to_string_lossy().into_owned(),
+            event_name: "test".into(),
+            event,
+        }
+    }
+
+    fn edit(path: &str) -> HookEvent {
+        HookEvent::PreTool {
+            tool: "Edit".into(),
+            paths: vec![path.into()],
+            edits: true,
+        }
+    }
+
+    /// Outside git: worktree and repository are the directory itself. A stop keeps the
+    /// leases unless `release_on_stop`.
+    fn stop_keeps_or_releases(release_on_stop: bool) -> Verdict {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let config = ManagerConfig {
+            release_on_stop,
+            ..ManagerConfig::default()
+        };
+        let m = Manager::open(&dir.path().join("s.db"), config).unwrap();
+        let start = HookEvent::Start { source: None };
+        for who in ["a", "b"] {
+            let h = m.handle(&input(who, &work, start.clone()), 1_000).unwrap();
+            assert!(h.registered && h.reply.context.is_some());
+        }
+        let a = m.handle(&input("a", &work, edit("x.rs")), 2_000).unwrap();
+        assert_eq!(a.reply.verdict, Verdict::Allow);
+        let b = m.handle(&input("b", &work, edit("./x.rs")), 3_000).unwrap();
+        assert_eq!(b.reply.verdict, Verdict::Deny);
+        let refusal = b.refusal.unwrap();
+        assert_eq!(refusal.holder.id, a.session.id);
+        assert!(refusal.path.ends_with("/work/x.rs"), "{}", refusal.path);
+        m.handle(&input("a", &work, HookEvent::Stop), 4_000).unwrap();
+        m.handle(&input("b", &work, edit("x.rs")), 5_000)
+            .unwrap()
+            .reply
+            .verdict
+    }
+
+    #[test]
+    fn a_stop_keeps_the_leases_unless_configured_to_release_them() {
+        assert_eq!(stop_keeps_or_releases(false), Verdict::Deny);
+        assert_eq!(stop_keeps_or_releases(true), Verdict::Allow);
+    }
+
+    #[test]
+    fn edits_outside_the_worktree_take_no_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let m = Manager::open(&dir.path().join("s.db"), ManagerConfig::default()).unwrap();
+        let h = m.handle(&input("a", &work, edit("/etc/hosts")), 1_000).unwrap();
+        assert!(h.registered);
+        assert!(m.store().session_leases(&h.session.id, 1_000).unwrap().is_empty());
+        let h = m.handle(&input("a", &work, edit("../outside.rs")), 1_000).unwrap();
+        assert!(m.store().session_leases(&h.session.id, 1_000).unwrap().is_empty());
+    }
 
     #[test]
     fn normalises_lexically() {
