@@ -140,6 +140,14 @@ fn main() {
     let home = scratch.path().join("home");
     let repo = scratch.path().join("repo");
     std::fs::create_dir_all(repo.join("src")).unwrap();
+    // Hooks share the owner's rate limit with every other local command; a benchmark firing
+    // them back to back would measure the limiter's waits, not the hook.
+    std::fs::create_dir_all(home.join("user")).unwrap();
+    std::fs::write(
+        home.join("user/gyrus.toml"),
+        "[api.rate_limit]\nper_second = 100000\nburst = 100000\n",
+    )
+    .unwrap();
     let git = Command::new("git")
         .args(["init", "-q", "-b", "main"])
         .arg(&repo)

@@ -70,12 +70,26 @@ fn ask_daemon(home: Option<&Path>, input: &HookInput) -> anyhow::Result<HookRepl
         .build()
         .context("cannot start the async runtime")?;
     let body = serde_json::to_value(input)?;
-    let (status, value) = runtime.block_on(client.request(
-        Method::POST,
-        "/api/v1/sessions/hook",
-        Some(body),
-        HOOK_TIMEOUT,
-    ))?;
+    let deadline = std::time::Instant::now() + HOOK_TIMEOUT;
+    let (status, value) = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let (status, value) = runtime.block_on(client.request(
+            Method::POST,
+            "/api/v1/sessions/hook",
+            Some(body.clone()),
+            left,
+        ))?;
+        // Over the rate limit (a burst of tool calls across sessions): wait for the bucket
+        // to refill rather than let an edit through unchecked, within the hook's time.
+        if status == http::StatusCode::TOO_MANY_REQUESTS
+            && deadline.saturating_duration_since(std::time::Instant::now())
+                > Duration::from_millis(1100)
+        {
+            std::thread::sleep(Duration::from_millis(1000));
+            continue;
+        }
+        break (status, value);
+    };
     if !status.is_success() {
         let message = value["error"]["message"]
             .as_str()

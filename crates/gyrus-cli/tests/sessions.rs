@@ -28,8 +28,8 @@ fn fixture(name: &str, cwd: &Path, session: &str) -> String {
         .replace("__SESSION__", session)
 }
 
-/// Runs `gyrus hook CLIENT` with `input` on stdin.
-fn hook(home: &Path, client: &str, input: &str) -> Output {
+/// Starts `gyrus hook CLIENT` with `input` on stdin.
+fn spawn_hook(home: &Path, client: &str, input: &str) -> std::process::Child {
     let mut child = gyrus(home)
         .args(["hook", client])
         .stdin(Stdio::piped())
@@ -43,7 +43,12 @@ fn hook(home: &Path, client: &str, input: &str) -> Output {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    child
+}
+
+/// Runs `gyrus hook CLIENT` with `input` on stdin.
+fn hook(home: &Path, client: &str, input: &str) -> Output {
+    spawn_hook(home, client, input).wait_with_output().unwrap()
 }
 
 fn stdout_json(out: &Output) -> Value {
@@ -450,20 +455,7 @@ fn racing_hook_processes_get_exactly_one_lease() {
     let children: Vec<_> = (0..N)
         .map(|i| {
             let input = fixture("claude/PreToolUse-Edit.json", &root, &format!("race-{i}"));
-            let mut child = gyrus(&daemon.home)
-                .args(["hook", "claude"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            child
+            spawn_hook(&daemon.home, "claude", &input)
         })
         .collect();
     let decisions: Vec<String> = children

@@ -733,7 +733,8 @@ mod tests {
         let refusal = b.refusal.unwrap();
         assert_eq!(refusal.holder.id, a.session.id);
         assert!(refusal.path.ends_with("/work/x.rs"), "{}", refusal.path);
-        m.handle(&input("a", &work, HookEvent::Stop), 4_000).unwrap();
+        m.handle(&input("a", &work, HookEvent::Stop), 4_000)
+            .unwrap();
         m.handle(&input("b", &work, edit("x.rs")), 5_000)
             .unwrap()
             .reply
@@ -752,11 +753,25 @@ mod tests {
         let work = dir.path().join("work");
         std::fs::create_dir(&work).unwrap();
         let m = Manager::open(&dir.path().join("s.db"), ManagerConfig::default()).unwrap();
-        let h = m.handle(&input("a", &work, edit("/etc/hosts")), 1_000).unwrap();
+        let h = m
+            .handle(&input("a", &work, edit("/etc/hosts")), 1_000)
+            .unwrap();
         assert!(h.registered);
-        assert!(m.store().session_leases(&h.session.id, 1_000).unwrap().is_empty());
-        let h = m.handle(&input("a", &work, edit("../outside.rs")), 1_000).unwrap();
-        assert!(m.store().session_leases(&h.session.id, 1_000).unwrap().is_empty());
+        assert!(
+            m.store()
+                .session_leases(&h.session.id, 1_000)
+                .unwrap()
+                .is_empty()
+        );
+        let h = m
+            .handle(&input("a", &work, edit("../outside.rs")), 1_000)
+            .unwrap();
+        assert!(
+            m.store()
+                .session_leases(&h.session.id, 1_000)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
