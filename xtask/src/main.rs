@@ -122,7 +122,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// (package, bench target, what it measures)
-const BENCHES: [(&str, &str, &str); 6] = [
+const BENCHES: [(&str, &str, &str); 7] = [
     (
         "gyrus-cli",
         "startup",
@@ -152,6 +152,11 @@ const BENCHES: [(&str, &str, &str); 6] = [
         "gyrus-cli",
         "hook",
         "`gyrus hook claude` PreToolUse end to end, process start included",
+    ),
+    (
+        "gyrus-memory",
+        "ann",
+        "vector index recall@10 and QPS against hnswlib (ANN-Benchmarks random-angular sets)",
     ),
 ];
 

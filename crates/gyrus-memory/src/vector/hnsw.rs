@@ -1,0 +1,769 @@
+//! `HnswIndex`: a hierarchical navigable small world graph (Malkov & Yashunin, 2016).
+//!
+//! Written here rather than taken from a crate because the memory fabric needs three things
+//! that the maintained Rust HNSW crates do not all offer together: namespace filters applied
+//! *during* the graph search (not by over-fetching and dropping hits, which leaks recall and,
+//! with a selective filter, returns too few hits), real deletion, and a persistence format of
+//! our own that loads without trusting the file.
+//!
+//! The graph follows the paper: each node gets a level drawn from `floor(-ln(U) * mL)` with
+//! `mL = 1/ln(M)`; upper levels keep at most `M` links per node and level 0 at most
+//! `M0 = 2M`; insertion descends greedily, then at each level runs a beam search of width
+//! `ef_construction` and keeps neighbours chosen by the heuristic (Algorithm 4: a candidate is
+//! kept only when it is closer to the new node than to every neighbour kept so far). Searches
+//! use a beam of `max(ef_search, k)`.
+//!
+//! **Deletion** uses tombstones: a removed node leaves the result set at once (it is never
+//! admitted into results) but stays in the graph as a waypoint, so the graph stays connected
+//! and recall holds. New nodes never link to tombstones. When tombstones outnumber half the
+//! live nodes the index rebuilds its links from the live vectors (deterministically, from
+//! the seed), which frees their memory.
+//!
+//! **Filters** are exact. The index counts live vectors per namespace, so it knows how many
+//! pass a filter before it searches (calling the filter once per distinct namespace). When
+//! few pass (under a tenth of the live vectors, or no more than the beam width) it scans the
+//! passing vectors exactly. Otherwise it searches the whole graph but admits only passing
+//! nodes into the result beam, widening the beam in proportion to the share filtered out.
+//!
+//! Storage is laid out for speed on one thread: one contiguous `Vec<f32>` of unit vectors,
+//! level-0 links in one flat array (`M0 + 1` slots per node: count, then links), a
+//! generation-stamped visited array, and search scratch reused between queries.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::flat::top_k;
+use super::persist::{self, Decoder, Encoder, KIND_HNSW};
+use super::{Hit, IndexError, VectorIndex, dot, hit_order, normalize_into, normalized};
+
+/// The highest level a node may get; with `M` ≥ 2 it is never reached in practice.
+const MAX_LEVEL: usize = 16;
+/// The class of a deleted slot: it never passes a filter.
+const DELETED: u32 = 0;
+
+/// Parameters of an [`HnswIndex`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswConfig {
+    /// Links per node on upper levels (`M`); level 0 keeps `2M`. 2 ..= 128.
+    pub m: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+    /// Beam width while searching (raised to `k` when `k` is larger).
+    pub ef_search: usize,
+    /// Seed of the level generator; the same inserts with the same seed give the same graph.
+    pub seed: u64,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+            seed: 0x5eed_6779_7275_7300,
+        }
+    }
+}
+
+/// A candidate at distance `d` (`1 - cosine`).
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    d: f32,
+    slot: u32,
+}
+impl PartialEq for Cand {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.d.total_cmp(&o.d).then(self.slot.cmp(&o.slot))
+    }
+}
+/// Reversed order: a `BinaryHeap<Near>` pops the nearest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Near(std::cmp::Reverse<Cand>);
+
+/// Per-search working memory, reused between searches.
+#[derive(Debug, Default)]
+struct Beam {
+    visited: Vec<u32>,
+    generation: u32,
+    cand: BinaryHeap<Near>,
+    /// Max-heap: the farthest admitted node on top.
+    res: BinaryHeap<Cand>,
+}
+
+impl Beam {
+    fn begin(&mut self, n: usize) {
+        if self.visited.len() < n {
+            self.visited.resize(n, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.visited.fill(0);
+            self.generation = 1;
+        }
+        self.cand.clear();
+        self.res.clear();
+    }
+    /// Marks `slot`; returns whether it was new.
+    #[inline]
+    fn visit(&mut self, slot: u32) -> bool {
+        let g = self.generation;
+        match self.visited.get_mut(slot as usize) {
+            Some(v) if *v != g => {
+                *v = g;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Scratch {
+    beam: Beam,
+    pass: Vec<bool>,
+    query: Vec<f32>,
+}
+
+/// An approximate cosine-similarity index; see the module documentation.
+#[derive(Debug)]
+pub struct HnswIndex {
+    cfg: HnswConfig,
+    dim: usize,
+    m0: usize,
+    ml: f64,
+    vectors: Vec<f32>,
+    ids: Vec<u64>,
+    namespaces: Vec<u32>,
+    /// Dense namespace class per slot; `DELETED` for tombstones.
+    class: Vec<u32>,
+    levels: Vec<u8>,
+    /// Level-0 links: `m0 + 1` per slot (count, then links).
+    links0: Vec<u32>,
+    /// Links of levels 1 ..= level: `m + 1` per level (count, then links).
+    upper: Vec<Vec<u32>>,
+    slot_of: HashMap<u64, u32>,
+    class_of_ns: HashMap<u32, u32>,
+    /// Per class (index 0 unused): its namespace and live count.
+    classes: Vec<(u32, usize)>,
+    entry: Option<u32>,
+    max_level: usize,
+    live: usize,
+    rng: u64,
+    scratch: Mutex<Option<Scratch>>,
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl HnswIndex {
+    /// An empty index of `dim`-component vectors.
+    pub fn new(dim: usize, cfg: HnswConfig) -> Result<Self, IndexError> {
+        if dim == 0 || u32::try_from(dim).is_err() {
+            return Err(IndexError::InvalidConfig(format!(
+                "dimension {dim} out of range"
+            )));
+        }
+        if !(2..=128).contains(&cfg.m) {
+            return Err(IndexError::InvalidConfig(format!(
+                "M = {} is not in 2..=128",
+                cfg.m
+            )));
+        }
+        if cfg.ef_construction == 0 || cfg.ef_search == 0 {
+            return Err(IndexError::InvalidConfig(
+                "ef values must be at least 1".into(),
+            ));
+        }
+        Ok(HnswIndex {
+            cfg,
+            dim,
+            m0: 2 * cfg.m,
+            ml: 1.0 / (cfg.m as f64).ln(),
+            vectors: Vec::new(),
+            ids: Vec::new(),
+            namespaces: Vec::new(),
+            class: Vec::new(),
+            levels: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            slot_of: HashMap::new(),
+            class_of_ns: HashMap::new(),
+            classes: vec![(0, 0)],
+            entry: None,
+            max_level: 0,
+            live: 0,
+            rng: cfg.seed,
+            scratch: Mutex::new(None),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> HnswConfig {
+        self.cfg
+    }
+
+    /// Sets the search beam width used from now on (at least 1).
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.cfg.ef_search = ef.max(1);
+    }
+
+    /// Deleted slots still held as waypoints.
+    pub fn tombstones(&self) -> usize {
+        self.ids.len() - self.live
+    }
+
+    #[inline]
+    fn vec(&self, slot: u32) -> &[f32] {
+        let s = slot as usize * self.dim;
+        &self.vectors[s..s + self.dim]
+    }
+
+    #[inline]
+    fn dist(&self, q: &[f32], slot: u32) -> f32 {
+        1.0 - dot(q, self.vec(slot))
+    }
+
+    #[inline]
+    fn links(&self, slot: u32, level: usize) -> &[u32] {
+        if level == 0 {
+            let s = slot as usize * (self.m0 + 1);
+            let n = self.links0[s] as usize;
+            &self.links0[s + 1..s + 1 + n]
+        } else {
+            let u = &self.upper[slot as usize];
+            let s = (level - 1) * (self.cfg.m + 1);
+            let n = u[s] as usize;
+            &u[s + 1..s + 1 + n]
+        }
+    }
+
+    fn set_links(&mut self, slot: u32, level: usize, links: &[u32]) {
+        let buf = if level == 0 {
+            let s = slot as usize * (self.m0 + 1);
+            &mut self.links0[s..s + self.m0 + 1]
+        } else {
+            let s = (level - 1) * (self.cfg.m + 1);
+            let m = self.cfg.m;
+            &mut self.upper[slot as usize][s..s + m + 1]
+        };
+        let n = links.len().min(buf.len() - 1);
+        buf[0] = n as u32;
+        buf[1..1 + n].copy_from_slice(&links[..n]);
+    }
+
+    fn random_level(&mut self) -> usize {
+        // 53 random bits in (0, 1].
+        let u = ((splitmix(&mut self.rng) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        ((-u.ln() * self.ml) as usize).min(MAX_LEVEL)
+    }
+
+    /// Greedy descent on one level from `ep`.
+    fn greedy(&self, q: &[f32], ep: &mut u32, d: &mut f32, level: usize) {
+        loop {
+            let mut moved = false;
+            for &n in self.links(*ep, level) {
+                let dn = self.dist(q, n);
+                if dn < *d {
+                    *d = dn;
+                    *ep = n;
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Beam search on one level; admitted nodes end in `beam.res` (at most `ef`).
+    fn search_layer(
+        &self,
+        beam: &mut Beam,
+        q: &[f32],
+        entries: &[Cand],
+        ef: usize,
+        level: usize,
+        pass: &[bool],
+    ) {
+        beam.begin(self.ids.len());
+        for &e in entries {
+            if beam.visit(e.slot) {
+                beam.cand.push(Near(std::cmp::Reverse(e)));
+                if pass[self.class[e.slot as usize] as usize] {
+                    beam.res.push(e);
+                }
+            }
+        }
+        while beam.res.len() > ef {
+            beam.res.pop();
+        }
+        while let Some(Near(std::cmp::Reverse(c))) = beam.cand.pop() {
+            if beam.res.len() >= ef && beam.res.peek().is_some_and(|w| c.d > w.d) {
+                break;
+            }
+            for &n in self.links(c.slot, level) {
+                if !beam.visit(n) {
+                    continue;
+                }
+                let dn = self.dist(q, n);
+                let worst = beam.res.peek().map_or(f32::INFINITY, |w| w.d);
+                if beam.res.len() < ef || dn < worst {
+                    let cand = Cand { d: dn, slot: n };
+                    beam.cand.push(Near(std::cmp::Reverse(cand)));
+                    if pass[self.class[n as usize] as usize] {
+                        beam.res.push(cand);
+                        if beam.res.len() > ef {
+                            beam.res.pop();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Algorithm 4 (without extending candidates or keeping pruned ones): `cands` sorted
+    /// nearest first; keeps a candidate only when it is nearer the base than every one kept.
+    fn select_heuristic(&self, cands: &[Cand], m: usize, out: &mut Vec<u32>) {
+        out.clear();
+        for c in cands {
+            if out.len() >= m {
+                break;
+            }
+            let v = self.vec(c.slot);
+            if out.iter().all(|&r| 1.0 - dot(v, self.vec(r)) > c.d) {
+                out.push(c.slot);
+            }
+        }
+    }
+
+    fn add_link(
+        &mut self,
+        from: u32,
+        to: u32,
+        level: usize,
+        tmp: &mut Vec<Cand>,
+        sel: &mut Vec<u32>,
+    ) {
+        let mmax = if level == 0 { self.m0 } else { self.cfg.m };
+        let cur = self.links(from, level);
+        if cur.contains(&to) {
+            return;
+        }
+        if cur.len() < mmax {
+            let mut v: Vec<u32> = cur.to_vec();
+            v.push(to);
+            self.set_links(from, level, &v);
+            return;
+        }
+        let base = self.vec(from);
+        tmp.clear();
+        for &n in cur.iter().chain(std::iter::once(&to)) {
+            tmp.push(Cand {
+                d: 1.0 - dot(base, self.vec(n)),
+                slot: n,
+            });
+        }
+        tmp.sort_unstable();
+        self.select_heuristic(tmp, mmax, sel);
+        let chosen = std::mem::take(sel);
+        self.set_links(from, level, &chosen);
+        *sel = chosen;
+    }
+
+    fn take_scratch(&self) -> Scratch {
+        match self.scratch.try_lock() {
+            Ok(mut g) => g.take().unwrap_or_default(),
+            Err(_) => Scratch::default(),
+        }
+    }
+
+    fn put_scratch(&self, s: Scratch) {
+        if let Ok(mut g) = self.scratch.try_lock() {
+            *g = Some(s);
+        }
+    }
+
+    fn class_for(&mut self, ns: u32) -> u32 {
+        if let Some(&c) = self.class_of_ns.get(&ns) {
+            return c;
+        }
+        let c = self.classes.len() as u32;
+        self.classes.push((ns, 0));
+        self.class_of_ns.insert(ns, c);
+        c
+    }
+
+    /// Adds a normalised vector as a new slot and links it.
+    fn add(&mut self, id: u64, namespace: u32, v: &[f32]) -> Result<(), IndexError> {
+        if self.ids.len() >= (u32::MAX - 1) as usize {
+            return Err(IndexError::Full(self.ids.len()));
+        }
+        let slot = self.ids.len() as u32;
+        let level = self.random_level();
+        let class = self.class_for(namespace);
+        self.classes[class as usize].1 += 1;
+        self.live += 1;
+        self.vectors.extend_from_slice(v);
+        self.ids.push(id);
+        self.namespaces.push(namespace);
+        self.class.push(class);
+        self.levels.push(level as u8);
+        self.links0.resize(self.links0.len() + self.m0 + 1, 0);
+        self.upper.push(vec![0; level * (self.cfg.m + 1)]);
+        self.slot_of.insert(id, slot);
+
+        let Some(mut ep) = self.entry else {
+            self.entry = Some(slot);
+            self.max_level = level;
+            return Ok(());
+        };
+        let mut s = self.take_scratch();
+        // Construction admits every live node.
+        s.pass.clear();
+        s.pass.resize(self.classes.len(), true);
+        s.pass[DELETED as usize] = false;
+        let mut d = self.dist(v, ep);
+        for l in (level + 1..=self.max_level).rev() {
+            self.greedy(v, &mut ep, &mut d, l);
+        }
+        let mut entries = vec![Cand { d, slot: ep }];
+        let mut cands: Vec<Cand> = Vec::new();
+        let mut sel: Vec<u32> = Vec::new();
+        let mut tmp: Vec<Cand> = Vec::new();
+        for l in (0..=level.min(self.max_level)).rev() {
+            self.search_layer(
+                &mut s.beam,
+                v,
+                &entries,
+                self.cfg.ef_construction,
+                l,
+                &s.pass,
+            );
+            cands.clear();
+            cands.extend(s.beam.res.drain());
+            cands.retain(|c| c.slot != slot);
+            if cands.is_empty() {
+                continue;
+            }
+            cands.sort_unstable();
+            self.select_heuristic(&cands, self.cfg.m, &mut sel);
+            let chosen = sel.clone();
+            self.set_links(slot, l, &chosen);
+            for &n in &chosen {
+                self.add_link(n, slot, l, &mut tmp, &mut sel);
+            }
+            entries.clear();
+            entries.extend_from_slice(&cands);
+        }
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = Some(slot);
+        }
+        self.put_scratch(s);
+        Ok(())
+    }
+
+    /// Rebuilds the graph from the live vectors, dropping tombstones.
+    fn rebuild(&mut self) {
+        let mut fresh = match HnswIndex::new(self.dim, self.cfg) {
+            Ok(f) => f,
+            Err(_) => return,
+        };
+        for slot in 0..self.ids.len() {
+            if self.class[slot] != DELETED {
+                let s = slot as u32;
+                // The vectors are already unit length and the slot count only shrinks.
+                let _ = fresh.add(self.ids[slot], self.namespaces[slot], self.vec(s));
+            }
+        }
+        *self = fresh;
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn insert(&mut self, id: u64, namespace: u32, vector: &[f32]) -> Result<(), IndexError> {
+        let v = normalized(self.dim, vector)?;
+        self.remove(id);
+        self.add(id, namespace, &v)
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(slot) = self.slot_of.remove(&id) else {
+            return false;
+        };
+        let c = std::mem::replace(&mut self.class[slot as usize], DELETED);
+        self.classes[c as usize].1 -= 1;
+        self.live -= 1;
+        if self.live == 0 {
+            // Nothing left to find: start afresh rather than keep a graph of tombstones.
+            self.rebuild();
+        } else if self.tombstones() > self.live / 2 + 16 {
+            self.rebuild();
+        }
+        true
+    }
+
+    fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u32) -> bool) -> Vec<Hit> {
+        let Some(entry) = self.entry else {
+            return Vec::new();
+        };
+        if k == 0 || self.live == 0 {
+            return Vec::new();
+        }
+        let mut s = self.take_scratch();
+        s.query.resize(self.dim, 0.0);
+        if normalize_into(self.dim, query, &mut s.query).is_err() {
+            self.put_scratch(s);
+            return Vec::new();
+        }
+        s.pass.clear();
+        s.pass.push(false);
+        let mut passing = 0usize;
+        for &(ns, live) in &self.classes[1..] {
+            let p = live > 0 && filter(ns);
+            if p {
+                passing += live;
+            }
+            s.pass.push(p);
+        }
+        let mut ef = self.cfg.ef_search.max(k);
+        let hits = if passing == 0 {
+            Vec::new()
+        } else if passing * 10 < self.live || passing <= ef {
+            // Selective filter: exact scan of the passing vectors.
+            let mut hits = Vec::with_capacity(passing);
+            for slot in 0..self.ids.len() {
+                if s.pass[self.class[slot] as usize] {
+                    hits.push(Hit {
+                        id: self.ids[slot],
+                        score: dot(&s.query, self.vec(slot as u32)),
+                    });
+                }
+            }
+            top_k(hits, k)
+        } else {
+            if passing < self.live {
+                ef = (ef * self.live).div_ceil(passing).min(passing);
+            }
+            let Scratch { beam, pass, query } = &mut s;
+            let mut ep = entry;
+            let mut d = self.dist(query, ep);
+            for l in (1..=self.max_level).rev() {
+                self.greedy(query, &mut ep, &mut d, l);
+            }
+            self.search_layer(beam, query, &[Cand { d, slot: ep }], ef, 0, pass);
+            let mut hits: Vec<Hit> = Vec::with_capacity(k.min(beam.res.len()));
+            while beam.res.len() > k {
+                beam.res.pop();
+            }
+            hits.extend(beam.res.drain().map(|c| Hit {
+                id: self.ids[c.slot as usize],
+                score: 1.0 - c.d,
+            }));
+            hits.sort_unstable_by(hit_order);
+            hits
+        };
+        self.put_scratch(s);
+        hits
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn save(&self, path: &Path) -> Result<(), IndexError> {
+        let mut e = Encoder::new(KIND_HNSW);
+        e.u32(self.dim as u32);
+        e.u32(self.cfg.m as u32);
+        e.u64(self.cfg.ef_construction as u64);
+        e.u64(self.cfg.ef_search as u64);
+        e.u64(self.cfg.seed);
+        e.u64(self.rng);
+        e.u32(self.entry.unwrap_or(u32::MAX));
+        e.u32(self.max_level as u32);
+        e.u64(self.ids.len() as u64);
+        for slot in 0..self.ids.len() {
+            e.u64(self.ids[slot]);
+            e.u32(self.namespaces[slot]);
+            e.u8(u8::from(self.class[slot] == DELETED));
+            e.u8(self.levels[slot]);
+        }
+        e.f32s(&self.vectors);
+        e.u32s(&self.links0);
+        for u in &self.upper {
+            e.u32s(u);
+        }
+        persist::write_atomic(path, &e.finish())
+    }
+
+    fn load(path: &Path) -> Result<Self, IndexError> {
+        let bytes = persist::read(path)?;
+        let mut d = Decoder::open(&bytes, KIND_HNSW, path)?;
+        let dim = d.u32()? as usize;
+        let m = d.u32()? as usize;
+        let ef_construction = usize::try_from(d.u64()?).map_err(|_| d.corrupt("ef"))?;
+        let ef_search = usize::try_from(d.u64()?).map_err(|_| d.corrupt("ef"))?;
+        let seed = d.u64()?;
+        let cfg = HnswConfig {
+            m,
+            ef_construction,
+            ef_search,
+            seed,
+        };
+        let mut ix = HnswIndex::new(dim, cfg).map_err(|e| d.corrupt(e.to_string()))?;
+        ix.rng = d.u64()?;
+        let entry = d.u32()?;
+        let max_level = d.u32()? as usize;
+        let n = d.count(14 + 4 * dim + 4 * (ix.m0 + 1))?;
+        let mut deleted = Vec::with_capacity(n);
+        for slot in 0..n {
+            let id = d.u64()?;
+            let ns = d.u32()?;
+            let del = match d.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(d.corrupt("bad deleted flag")),
+            };
+            let level = d.u8()?;
+            if level as usize > MAX_LEVEL || level as usize > max_level {
+                return Err(d.corrupt("node level out of range"));
+            }
+            ix.ids.push(id);
+            ix.namespaces.push(ns);
+            ix.levels.push(level);
+            deleted.push(del);
+            if del {
+                ix.class.push(DELETED);
+            } else {
+                if ix.slot_of.insert(id, slot as u32).is_some() {
+                    return Err(d.corrupt(format!("id {id} appears twice")));
+                }
+                let c = ix.class_for(ns);
+                ix.classes[c as usize].1 += 1;
+                ix.class.push(c);
+                ix.live += 1;
+            }
+        }
+        ix.vectors = d.f32s(n * dim)?;
+        if ix.vectors.iter().any(|x| !x.is_finite()) {
+            return Err(d.corrupt("non-finite vector component"));
+        }
+        ix.links0 = d.u32s(n * (ix.m0 + 1))?;
+        for slot in 0..n {
+            let len = ix.levels[slot] as usize * (m + 1);
+            ix.upper.push(d.u32s(len)?);
+        }
+        d.end()?;
+        // Check every link list: count in range, targets in range.
+        for slot in 0..n {
+            for l in 0..=ix.levels[slot] as usize {
+                let (buf, cap) = if l == 0 {
+                    let s = slot * (ix.m0 + 1);
+                    (&ix.links0[s..s + ix.m0 + 1], ix.m0)
+                } else {
+                    let s = (l - 1) * (m + 1);
+                    (&ix.upper[slot][s..s + m + 1], m)
+                };
+                let cnt = buf[0] as usize;
+                if cnt > cap {
+                    return Err(d.corrupt("link count out of range"));
+                }
+                if buf[1..1 + cnt]
+                    .iter()
+                    .any(|&t| t as usize >= n || (l > 0 && (ix.levels[t as usize] as usize) < l))
+                {
+                    return Err(d.corrupt("link target out of range"));
+                }
+            }
+        }
+        if n == 0 {
+            if entry != u32::MAX {
+                return Err(d.corrupt("entry point in an empty index"));
+            }
+        } else {
+            if entry as usize >= n || ix.levels[entry as usize] as usize != max_level {
+                return Err(d.corrupt("bad entry point"));
+            }
+            ix.entry = Some(entry);
+            ix.max_level = max_level;
+        }
+        Ok(ix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn levels_follow_the_multiplier() {
+        let mut ix = HnswIndex::new(4, HnswConfig::default()).unwrap();
+        let n = 100_000;
+        let above0 = (0..n).filter(|_| ix.random_level() > 0).count();
+        // P(level > 0) = 1/M = 1/16.
+        let share = above0 as f64 / n as f64;
+        assert!((share - 1.0 / 16.0).abs() < 0.005, "share {share}");
+    }
+
+    #[test]
+    fn visited_generations_wrap() {
+        let mut b = Beam::default();
+        b.begin(4);
+        assert!(b.visit(1));
+        assert!(!b.visit(1));
+        b.generation = u32::MAX;
+        b.begin(4);
+        assert!(b.visit(1));
+        assert!(!b.visit(9));
+    }
+
+    #[test]
+    fn links_never_point_to_self_and_respect_caps() {
+        let mut ix = HnswIndex::new(
+            8,
+            HnswConfig {
+                m: 4,
+                ..HnswConfig::default()
+            },
+        )
+        .unwrap();
+        let mut st = 7u64;
+        for id in 0..500u64 {
+            let v: Vec<f32> = (0..8)
+                .map(|_| (splitmix(&mut st) % 1000) as f32 - 500.0)
+                .collect();
+            ix.insert(id, 0, &v).unwrap();
+        }
+        for slot in 0..ix.ids.len() as u32 {
+            for l in 0..=ix.levels[slot as usize] as usize {
+                let links = ix.links(slot, l);
+                assert!(!links.contains(&slot));
+                assert!(links.len() <= if l == 0 { 8 } else { 4 });
+            }
+        }
+    }
+}
