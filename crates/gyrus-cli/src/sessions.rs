@@ -104,13 +104,14 @@ fn ask_daemon(home: Option<&Path>, input: &HookInput) -> anyhow::Result<HookRepl
 /// `sessions.strict` from the home's configuration; a missing or unreadable file means the
 /// default (not strict).
 fn strict_mode(home: Option<&Path>) -> bool {
-    let Ok(resolved) = gyrus_home::resolve(home, |k| std::env::var_os(k)) else {
-        return false;
-    };
-    let home = gyrus_home::Home::new(resolved.path);
-    gyrus_home::Config::load(&home.config_path())
-        .map(|c| c.sessions.strict)
-        .unwrap_or(false)
+    local_config(home).is_some_and(|c| c.sessions.strict)
+}
+
+/// The home's configuration, read directly (hooks and wrappers need it even when the daemon
+/// is down); None when the home cannot be resolved or the file is missing or invalid.
+fn local_config(home: Option<&Path>) -> Option<gyrus_home::Config> {
+    let resolved = gyrus_home::resolve(home, |k| std::env::var_os(k)).ok()?;
+    gyrus_home::Config::load(&gyrus_home::Home::new(resolved.path).config_path()).ok()
 }
 
 fn cwd() -> anyhow::Result<String> {
@@ -492,11 +493,7 @@ fn wrap(
 
 /// A third of `sessions.expire_after_secs`, at most a minute.
 fn heartbeat_interval(home: Option<&Path>) -> Duration {
-    let expire = gyrus_home::resolve(home, |k| std::env::var_os(k))
-        .ok()
-        .and_then(|r| gyrus_home::Config::load(&gyrus_home::Home::new(r.path).config_path()).ok())
-        .map(|c| c.sessions.expire_after_secs)
-        .unwrap_or(1800);
+    let expire = local_config(home).map_or(1800, |c| c.sessions.expire_after_secs);
     Duration::from_secs((expire / 3).clamp(1, 60))
 }
 

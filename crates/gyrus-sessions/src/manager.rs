@@ -175,15 +175,11 @@ impl Manager {
         }
         let cwd = normalize(cwd_path);
         let cwd_text = cwd.to_string_lossy().into_owned();
-        let info = if cwd.is_dir() {
-            conflicts::repo_info(&cwd)?
-        } else {
-            None
-        };
-        let (worktree, repository, branch) = match info {
-            Some(info) => (info.worktree, info.repository, info.branch),
-            None => (cwd_text.clone(), cwd_text.clone(), None),
-        };
+        let Place {
+            worktree,
+            repository,
+            branch,
+        } = place(&cwd)?;
         let new = NewSession {
             client,
             client_session_id: client_session_id.to_string(),
@@ -468,17 +464,7 @@ impl Manager {
     /// The repository a directory belongs to (its common git directory), or the directory
     /// itself outside git, as sessions registered there record it.
     pub fn repository_of(&self, dir: &str) -> Result<String, ManagerError> {
-        let path = Path::new(dir);
-        if !path.is_absolute() || !path.is_dir() {
-            return Err(ManagerError::Invalid(format!(
-                "{dir:?} is not an absolute path to a directory"
-            )));
-        }
-        let path = normalize(path);
-        Ok(match conflicts::repo_info(&path)? {
-            Some(info) => info.repository,
-            None => path.to_string_lossy().into_owned(),
-        })
+        Ok(place(&existing_dir(dir)?)?.repository)
     }
 
     /// Which of `paths` (relative to the worktree `dir` is in) live sessions other than
@@ -490,17 +476,7 @@ impl Manager {
         except: Option<&str>,
         now_ms: i64,
     ) -> Result<Vec<Conflict>, ManagerError> {
-        let path = Path::new(dir);
-        if !path.is_absolute() || !path.is_dir() {
-            return Err(ManagerError::Invalid(format!(
-                "{dir:?} is not an absolute path to a directory"
-            )));
-        }
-        let path = normalize(path);
-        let worktree = match conflicts::repo_info(&path)? {
-            Some(info) => info.worktree,
-            None => path.to_string_lossy().into_owned(),
-        };
+        let worktree = place(&existing_dir(dir)?)?.worktree;
         let leases = self.store.leases(Some(&worktree), now_ms)?;
         let mut out = Vec::new();
         for p in paths {
@@ -614,6 +590,48 @@ impl Manager {
             map.insert(repo.to_string(), rc.clone());
         }
     }
+}
+
+/// Where a directory sits: its worktree, repository and branch from git, or the directory
+/// itself (no branch) outside git or when it does not exist.
+struct Place {
+    worktree: String,
+    repository: String,
+    branch: Option<String>,
+}
+
+fn place(dir: &Path) -> Result<Place, GitError> {
+    let info = if dir.is_dir() {
+        conflicts::repo_info(dir)?
+    } else {
+        None
+    };
+    Ok(match info {
+        Some(info) => Place {
+            worktree: info.worktree,
+            repository: info.repository,
+            branch: info.branch,
+        },
+        None => {
+            let text = dir.to_string_lossy().into_owned();
+            Place {
+                worktree: text.clone(),
+                repository: text,
+                branch: None,
+            }
+        }
+    })
+}
+
+/// `dir`, normalised, if it is an absolute path to an existing directory.
+fn existing_dir(dir: &str) -> Result<PathBuf, ManagerError> {
+    let path = Path::new(dir);
+    if !path.is_absolute() || !path.is_dir() {
+        return Err(ManagerError::Invalid(format!(
+            "{dir:?} is not an absolute path to a directory"
+        )));
+    }
+    Ok(normalize(path))
 }
 
 /// Whether the client reads context from this event (so messages are only marked

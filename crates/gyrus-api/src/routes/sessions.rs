@@ -11,7 +11,7 @@ use axum::{Extension, Json};
 use gyrus_audit::{EntryKind, NewEntry};
 use gyrus_policy::Principal;
 use gyrus_sessions::hooks::{HookInput, HookReply, Verdict};
-use gyrus_sessions::manager::{Handled, RepoConflicts};
+use gyrus_sessions::manager::{Handled, Refusal, RepoConflicts};
 use gyrus_sessions::store::{SessionFilter, StoreError};
 use gyrus_sessions::tools::now_ms;
 use gyrus_sessions::{Client, Lease, ManagerError, Message, Note, NoteKind, Session};
@@ -79,11 +79,23 @@ pub(crate) async fn hook(
     ApiJson(input): ApiJson<HookInput>,
 ) -> Result<Json<HookAnswer>, ApiError> {
     let state2 = state.clone();
-    let handled: Handled = blocking(move || {
-        state2
+    // One trip to the blocking pool: the event, and for a refused edit its audit entry.
+    let (handled, audit_seq): (Handled, Option<u64>) = blocking(move || {
+        let handled = state2
             .sessions
             .handle(&input, now_ms())
-            .map_err(manager_error)
+            .map_err(manager_error)?;
+        let seq = match &handled.refusal {
+            Some(r) => Some(
+                state2
+                    .kernel
+                    .record(refusal_entry(&handled, r))
+                    .map(|e| e.seq)
+                    .map_err(ApiError::internal)?,
+            ),
+            None => None,
+        };
+        Ok((handled, seq))
     })
     .await?;
     let kernel = &state.kernel;
@@ -97,35 +109,7 @@ pub(crate) async fn hook(
     if !session.state.is_live() {
         kernel.emit("session.ended", json!({"session": session.id}));
     }
-    let mut audit_seq = None;
-    if let Some(r) = &handled.refusal {
-        let reason = handled.reply.reason.clone().unwrap_or_default();
-        let state2 = state.clone();
-        let entry = NewEntry {
-            request_id: format!("req_{}", &uuid_hex()),
-            kind: EntryKind::Decision,
-            principal: format!("session:{}", session.id),
-            action: "session.edit".into(),
-            resource: format!("path:{}", r.path),
-            intent: session.task.clone().unwrap_or_default(),
-            intent_source: "session".into(),
-            policies: vec!["sessions.lease".into()],
-            decision: Some(match r.verdict {
-                Verdict::Ask => gyrus_audit::Decision::Ask,
-                _ => gyrus_audit::Decision::Deny,
-            }),
-            reason: reason.clone(),
-            ..NewEntry::default()
-        };
-        let seq = blocking(move || {
-            state2
-                .kernel
-                .record(entry)
-                .map(|e| e.seq)
-                .map_err(ApiError::internal)
-        })
-        .await?;
-        audit_seq = Some(seq);
+    if let (Some(r), Some(seq)) = (&handled.refusal, audit_seq) {
         kernel.emit(
             "session.lease.refused",
             json!({"session": session.id, "path": r.path, "holder": r.holder.id, "seq": seq}),
@@ -136,6 +120,27 @@ pub(crate) async fn hook(
         session_id: handled.session.id,
         audit_seq,
     }))
+}
+
+/// The audit decision for an edit refused because another session holds the path.
+fn refusal_entry(handled: &Handled, r: &Refusal) -> NewEntry {
+    let session = &handled.session;
+    NewEntry {
+        request_id: format!("req_{}", uuid_hex()),
+        kind: EntryKind::Decision,
+        principal: format!("session:{}", session.id),
+        action: "session.edit".into(),
+        resource: format!("path:{}", r.path),
+        intent: session.task.clone().unwrap_or_default(),
+        intent_source: "session".into(),
+        policies: vec!["sessions.lease".into()],
+        decision: Some(match r.verdict {
+            Verdict::Ask => gyrus_audit::Decision::Ask,
+            _ => gyrus_audit::Decision::Deny,
+        }),
+        reason: handled.reply.reason.clone().unwrap_or_default(),
+        ..NewEntry::default()
+    }
 }
 
 fn uuid_hex() -> String {
