@@ -70,6 +70,8 @@ pub enum Command {
     Tool(ToolArgs),
     /// Serve every tool over MCP on stdio, for clients that launch a command
     Mcp,
+    /// Remember, search, correct and forget: the memory fabric
+    Memory(MemoryArgs),
     /// See and coordinate concurrent LLM coding sessions (Claude Code, Codex, Gemini CLI, Aider)
     Session(SessionArgs),
     /// Answer an LLM client's hook: reads its hook JSON on stdin, answers in its format
@@ -109,6 +111,130 @@ impl HookClient {
             HookClient::Gemini => gyrus_sessions::Client::Gemini,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    #[command(subcommand)]
+    pub command: MemoryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Remember something (a new item; prints its id)
+    Store {
+        /// The text
+        content: String,
+        /// episodic, semantic, procedural, knowledge or sketch
+        #[arg(long, default_value = "semantic")]
+        kind: String,
+        /// A tag (repeatable)
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Forget it after this long (e.g. 10m, 2h, 7d)
+        #[arg(long)]
+        ttl: Option<String>,
+        /// The namespace (default: owner)
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Search by meaning and words
+    Query {
+        /// What to look for (empty: the newest items matching the filters)
+        #[arg(default_value = "")]
+        text: String,
+        /// A namespace to search (repeatable; default: owner)
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        /// Only this kind (repeatable)
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only items with this tag (repeatable: all must match)
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Only items created since (RFC 3339 time, or an age such as 2h or 7d)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only items created before (RFC 3339 time, or an age)
+        #[arg(long)]
+        until: Option<String>,
+        /// What held at this time (RFC 3339 time, or an age) instead of now
+        #[arg(long)]
+        as_of: Option<String>,
+        /// hybrid, text or vector
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// At most this many
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show one item version
+    Get {
+        /// The item id (mem_…)
+        id: String,
+        /// Its namespace (default: owner)
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Correct an item: a new version supersedes it, the old stays in its history
+    Update {
+        /// The current version's id
+        id: String,
+        /// The new text
+        content: String,
+        /// Its namespace (default: owner)
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Every version of an item, oldest first
+    History {
+        /// Any version's id
+        id: String,
+        /// Its namespace (default: owner)
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Delete an item for real: every version, its vector and its search entries
+    Forget {
+        /// Any version's id
+        id: String,
+        /// Its namespace (default: owner)
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show your sketch (the compact profile kept for model calls), or edit it
+    Sketch {
+        /// Edit it in $EDITOR
+        #[arg(long)]
+        edit: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Add text and Markdown files (a file or a directory) to the knowledge base
+    Ingest {
+        /// The file or directory
+        path: std::path::PathBuf,
+        /// The namespace (default: owner)
+        #[arg(long)]
+        namespace: Option<String>,
+        /// A tag on every chunk (repeatable)
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod commands;
 mod consent;
 mod ipc;
 mod mcp;
+mod memory;
 mod render;
 mod sessions;
 mod tools;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Recv(args) => ipc::recv(cli.home.as_deref(), args),
         Command::Tool(args) => tools::tool(cli.home.as_deref(), args),
         Command::Mcp => mcp::run(cli.home.as_deref()),
+        Command::Memory(args) => memory::memory(cli.home.as_deref(), args),
         Command::Session(args) => sessions::session(cli.home.as_deref(), args),
         Command::Hook { client } => return sessions::hook(cli.home.as_deref(), client),
         Command::Undo {

@@ -135,6 +135,8 @@ async fn serve(
     let sessions = std::sync::Arc::new(open_sessions(home, &config.sessions)?);
     let mut tools = open_tools(home, &config.tools)?;
     gyrus_sessions::tools::register(&mut tools, sessions.clone());
+    let memory = std::sync::Arc::new(open_memory(home, &config.memory)?);
+    gyrus_memory::tools::register(&mut tools, memory.clone());
     let tools = std::sync::Arc::new(tools);
     let state = ApiState::new(ApiStateInit {
         kernel: kernel.clone(),
@@ -172,6 +174,12 @@ async fn serve(
             }
         })
     };
+    let memory_watch = tokio::spawn(watch_memory(
+        memory,
+        kernel.clone(),
+        Duration::from_secs(config.memory.consolidate_secs),
+        config.memory.sketch_budget_bytes,
+    ));
     let session_watch = tokio::spawn(watch_sessions(
         sessions,
         Duration::from_secs(config.sessions.conflict_check_secs),
@@ -201,6 +209,7 @@ async fn serve(
     let _ = stop_tx.send(true);
     housekeeping.abort();
     session_watch.abort();
+    memory_watch.abort();
     if let Some((part, result)) = failure {
         kernel.shutdown().await;
         let reason = match result {
@@ -265,6 +274,80 @@ fn print_banner(
     }
     let _ = writeln!(out, "Stop with Ctrl-C or SIGTERM.");
     let _ = out.flush();
+}
+
+/// The memory store on `memory/memory.db`, with the bundled sentence encoder.
+fn open_memory(
+    home: &Home,
+    config: &gyrus_home::MemoryConfig,
+) -> anyhow::Result<gyrus_memory::store::MemoryStore> {
+    let path = home.layer(gyrus_home::Layer::Memory).join("memory.db");
+    let embedder = gyrus_memory::embed::PocketEmbedder::shared()
+        .context("cannot load the bundled sentence encoder")?;
+    gyrus_memory::store::MemoryStore::open_with(&path, embedder, config.hnsw_threshold)
+        .with_context(|| format!("cannot open the memory store {}", path.display()))
+}
+
+/// Feeds the audit trail into the episodic log every few seconds, and consolidates memory
+/// every `every`, auditing each consolidation that changed something.
+async fn watch_memory(
+    memory: std::sync::Arc<gyrus_memory::store::MemoryStore>,
+    kernel: std::sync::Arc<gyrus_kernel::Kernel>,
+    every: Duration,
+    sketch_budget: usize,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut last_consolidation = Instant::now();
+    loop {
+        tick.tick().await;
+        let consolidate = last_consolidation.elapsed() >= every;
+        if consolidate {
+            last_consolidation = Instant::now();
+        }
+        let memory = memory.clone();
+        let kernel = kernel.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let now = gyrus_memory::tools::now_ms();
+            if let Err(e) = gyrus_memory::episodic::feed(&memory, kernel.audit(), now) {
+                tracing::warn!(error = %e, "feeding the episodic log failed");
+            }
+            if consolidate {
+                match gyrus_memory::consolidate::consolidate(&memory, now, sketch_budget) {
+                    Ok(report) if report.changed() => {
+                        let detail = serde_json::to_value(&report)
+                            .ok()
+                            .and_then(|v| v.as_object().cloned())
+                            .unwrap_or_default();
+                        let entry = gyrus_audit::NewEntry {
+                            request_id: format!("consolidate-{now}"),
+                            principal: "daemon".into(),
+                            action: "memory.consolidate".into(),
+                            resource: "memory:*".into(),
+                            reason: format!(
+                                "consolidation: {} expired, {} merged, {} distilled, {} refreshed, sketch {}",
+                                report.expired,
+                                report.merged,
+                                report.distilled,
+                                report.refreshed,
+                                if report.sketch_changed { "updated" } else { "unchanged" }
+                            ),
+                            detail,
+                            ..gyrus_audit::NewEntry::default()
+                        };
+                        if let Err(e) = kernel.audit().append(entry) {
+                            tracing::warn!(error = %e, "auditing consolidation failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "memory consolidation failed"),
+                }
+            }
+        })
+        .await;
+        if done.is_err() {
+            tracing::warn!("the memory job panicked");
+        }
+    }
 }
 
 /// The session manager on `memory/sessions.db`, with the owner's `[sessions]`.

@@ -65,6 +65,15 @@ release_on_stop = false
 strict = false
 # How often conflicts between sessions on different branches or worktrees are predicted.
 conflict_check_secs = 60
+
+[memory]
+# How often consolidation runs: expire TTLs, merge duplicates, distil the episodic log,
+# update the sketch, save the vector index.
+consolidate_secs = 600
+# The byte budget of the owner's sketch, the compact profile `gyrus memory sketch` shows.
+sketch_budget_bytes = 2048
+# Above this many vectors, semantic search uses the HNSW index instead of an exact scan.
+hnsw_threshold = 20000
 "#;
 
 /// The whole configuration file.
@@ -79,6 +88,30 @@ pub struct Config {
     pub tools: ToolsConfig,
     /// `[sessions]`: the session manager.
     pub sessions: SessionsConfig,
+    /// `[memory]`: the memory fabric.
+    pub memory: MemoryConfig,
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Seconds between consolidation runs.
+    pub consolidate_secs: u64,
+    /// The sketch's byte budget.
+    pub sketch_budget_bytes: usize,
+    /// Vectors above which the HNSW index is used.
+    pub hnsw_threshold: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            consolidate_secs: 600,
+            sketch_budget_bytes: 2048,
+            hnsw_threshold: 20_000,
+        }
+    }
 }
 
 /// What an edit of a path another session holds exclusively gets.
@@ -285,6 +318,15 @@ impl Config {
                 "sessions.conflict_check_secs",
                 "must be between 1 and 86400",
             );
+        }
+        if !(10..=7 * 24 * 3600).contains(&self.memory.consolidate_secs) {
+            return invalid("memory.consolidate_secs", "must be between 10 and 604800");
+        }
+        if !(64..=65_536).contains(&self.memory.sketch_budget_bytes) {
+            return invalid("memory.sketch_budget_bytes", "must be between 64 and 65536");
+        }
+        if !(100..=100_000_000).contains(&self.memory.hnsw_threshold) {
+            return invalid("memory.hnsw_threshold", "must be between 100 and 100000000");
         }
         if self.tools.undo_retention_days > 3650 {
             return invalid("tools.undo_retention_days", "must be at most 3650");

@@ -20,8 +20,8 @@ mod resolve;
 
 pub use atomic::write_atomic;
 pub use config::{
-    ApiConfig, Config, ConfigError, DaemonConfig, OnConflict, RateLimitConfig, SessionsConfig,
-    ToolsConfig,
+    ApiConfig, Config, ConfigError, DaemonConfig, MemoryConfig, OnConflict, RateLimitConfig,
+    SessionsConfig, ToolsConfig,
 };
 pub use layout::{Home, HomeError, InitReport, Layer, LayerUsage};
 pub use lock::{DaemonLock, LockError};

@@ -13,4 +13,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chunk;
+pub mod consolidate;
+pub mod distil;
+pub mod embed;
+pub mod episodic;
+pub mod model;
+pub mod procedure;
+pub mod sketch;
+pub mod store;
+pub mod tools;
 pub mod vector;

@@ -444,6 +444,10 @@ impl ConsentBroker {
                 RestrictedExpression::new_bool(requested),
             ),
             (
+                "own_memory".to_string(),
+                RestrictedExpression::new_bool(own_memory(request)),
+            ),
+            (
                 "now".to_string(),
                 RestrictedExpression::new_long(i64::try_from(now).unwrap_or(i64::MAX)),
             ),
@@ -533,6 +537,16 @@ fn load(
     let policies = cedar.build(sources, dir)?;
     let screen = Screen::new(&policies.set, names.resource.clone(), names.invoke.clone());
     Ok(Loaded { policies, screen })
+}
+
+/// True if the request acts on the caller's own memory namespace: the resource is exactly
+/// `memory:<principal id>` (`memory:owner`, `memory:agent:ag_7`, …). Exact, so an agent
+/// `ag_7` gets nothing of `ag_70`'s.
+fn own_memory(request: &ActionRequest) -> bool {
+    request
+        .resource
+        .strip_prefix("memory:")
+        .is_some_and(|ns| ns == request.principal.id())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub mod undo;
 
 pub use env::ToolEnv;
 pub use registry::{CallDecision, CallError, CallResult, ToolCall, Tools, undo_dir};
-pub use spec::{Requirement, Risk, ToolError, ToolSpec};
+pub use spec::{Requirement, Risk, SELF, ToolError, ToolSpec};
 pub use typed::{CallContext, Ran, Tool, Typed, TypedTool, parse_args, schema_of};
 pub use undo::{UndoJournal, UndoRecord};
 

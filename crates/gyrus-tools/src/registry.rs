@@ -152,7 +152,11 @@ impl Tools {
             .get(&call.tool)
             .ok_or_else(|| ToolError::UnknownTool(call.tool.clone()))?;
         let spec = tool.spec();
-        let requirements = tool.requirements(&call.args, &self.env)?;
+        let requirements: Vec<Requirement> = tool
+            .requirements(&call.args, &self.env)?
+            .into_iter()
+            .map(|r| r.for_caller(&call.principal))
+            .collect();
         let Some((first, rest)) = requirements.split_first() else {
             return Err(ToolError::Internal(format!(
                 "{} derived no requirement",

@@ -61,6 +61,9 @@ mod millis {
     }
 }
 
+/// The caller, in a requirement's resource: `memory:@self` is decided as `memory:<principal id>`.
+pub const SELF: &str = "@self";
+
 /// One permission a call needs: the consent broker must allow `action` on `resource`.
 /// A call's first requirement is the tool itself; further ones cover what the call reaches
 /// beyond its main resource (the roots a spawned process may read or write, say).
@@ -88,6 +91,18 @@ impl Requirement {
             resource,
             attrs: serde_json::Map::new(),
         })
+    }
+
+    /// The resource with its caller filled in: `<kind>:@self` (see [`SELF`]) becomes
+    /// `<kind>:<principal id>`, so a tool whose arguments default to "the caller's own"
+    /// (its memory namespace, say) names the real resource before the broker decides.
+    pub fn for_caller(mut self, principal: &gyrus_policy::Principal) -> Requirement {
+        if let Some((kind, rest)) = self.resource.split_once(':')
+            && rest == SELF
+        {
+            self.resource = format!("{kind}:{}", principal.id());
+        }
+        self
     }
 
     /// The same requirement with one more attribute.

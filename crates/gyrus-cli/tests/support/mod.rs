@@ -130,6 +130,16 @@ impl Daemon {
         gyrus(&self.home).args(args).output().unwrap()
     }
 
+    /// [`Daemon::cli`] with extra environment variables.
+    #[allow(dead_code)]
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = gyrus(&self.home);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args).output().unwrap()
+    }
+
     /// `gyrus token create NAME --json`, returning the secret.
     pub fn create_token(&self, name: &str) -> String {
         let out = self.cli(&["token", "create", name, "--json"]);

@@ -28,15 +28,22 @@
 //! Storage is laid out for speed on one thread: one contiguous `Vec<f32>` of unit vectors,
 //! level-0 links in one flat array (`M0 + 1` slots per node: count, then links), a
 //! generation-stamped visited array, and search scratch reused between queries.
+//!
+//! **Speed.** Each search and each insert is one [`dispatch`]ed operation: the CPU is checked
+//! once and the whole graph walk runs with the AVX2 + FMA kernel inlined (see
+//! [`super::simd`]). An expansion first marks the unvisited neighbours and prefetches their
+//! vectors and link lists, then computes distances, so cache misses overlap; the link list
+//! of the nearest pending candidate is prefetched as soon as it becomes the nearest.
+//! Candidates are packed into one `u64` so heap comparisons are single integer compares.
 
-use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
 use super::flat::top_k;
 use super::persist::{self, Decoder, Encoder, KIND_HNSW};
-use super::{Hit, IndexError, VectorIndex, dot, hit_order, normalize_into, normalized};
+use super::simd::{Kernel, KernelOp, dispatch};
+use super::{Hit, IndexError, VectorIndex, hit_order, normalize_into, normalized};
 
 /// The highest level a node may get; with `M` ≥ 2 it is never reached in practice.
 const MAX_LEVEL: usize = 16;
@@ -67,28 +74,41 @@ impl Default for HnswConfig {
     }
 }
 
-/// A candidate at distance `d` (`1 - cosine`).
-#[derive(Debug, Clone, Copy)]
-struct Cand {
-    d: f32,
-    slot: u32,
-}
-impl PartialEq for Cand {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
+/// A candidate: a slot at distance `d` (`1 - cosine`), packed into one `u64` whose integer
+/// order is the order of `(d.total_cmp, slot)`: the high half is `d`'s bits mapped to an
+/// unsigned key that sorts like `f32::total_cmp`, the low half the slot. Heap operations
+/// dominate the search loop once distances are SIMD, and one integer compare is much
+/// cheaper than a float total order followed by a tie break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Cand(u64);
+
+impl Cand {
+    #[inline(always)]
+    fn new(d: f32, slot: u32) -> Self {
+        let b = d.to_bits();
+        // Negative: flip every bit (larger magnitude sorts lower); else set the sign bit.
+        let key = if b >> 31 == 1 { !b } else { b | 0x8000_0000 };
+        Cand((u64::from(key) << 32) | u64::from(slot))
+    }
+
+    /// The distance.
+    #[inline(always)]
+    fn d(self) -> f32 {
+        let key = (self.0 >> 32) as u32;
+        f32::from_bits(if key >> 31 == 1 {
+            key & 0x7fff_ffff
+        } else {
+            !key
+        })
+    }
+
+    /// The slot.
+    #[inline(always)]
+    fn slot(self) -> u32 {
+        self.0 as u32
     }
 }
-impl Eq for Cand {}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.d.total_cmp(&o.d).then(self.slot.cmp(&o.slot))
-    }
-}
+
 /// Reversed order: a `BinaryHeap<Near>` pops the nearest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Near(std::cmp::Reverse<Cand>);
@@ -116,8 +136,9 @@ impl Beam {
         self.cand.clear();
         self.res.clear();
     }
-    /// Marks `slot`; returns whether it was new.
-    #[inline]
+    /// Marks `slot`; returns whether it was new. (`search_layer` inlines the same logic over
+    /// local borrows; this method is kept for the tests.)
+    #[cfg(test)]
     fn visit(&mut self, slot: u32) -> bool {
         let g = self.generation;
         match self.visited.get_mut(slot as usize) {
@@ -130,11 +151,25 @@ impl Beam {
     }
 }
 
+/// Working memory of searches and inserts, reused between calls so that neither allocates
+/// in the steady state.
 #[derive(Debug, Default)]
 struct Scratch {
     beam: Beam,
+    /// Per class: whether it passes the current filter.
     pass: Vec<bool>,
+    /// The normalised query.
     query: Vec<f32>,
+    /// Insert: entry points of the next level down.
+    entries: Vec<Cand>,
+    /// Insert: the beam's result, sorted nearest first.
+    cands: Vec<Cand>,
+    /// Insert: heuristic selection output.
+    sel: Vec<u32>,
+    /// Insert: the new node's links on the current level.
+    chosen: Vec<u32>,
+    /// Insert: candidates while re-selecting a full neighbour list.
+    tmp: Vec<Cand>,
 }
 
 /// An approximate cosine-similarity index; see the module documentation.
@@ -230,18 +265,30 @@ impl HnswIndex {
         self.ids.len() - self.live
     }
 
-    #[inline]
+    #[inline(always)]
     fn vec(&self, slot: u32) -> &[f32] {
         let s = slot as usize * self.dim;
         &self.vectors[s..s + self.dim]
     }
 
-    #[inline]
-    fn dist(&self, q: &[f32], slot: u32) -> f32 {
-        1.0 - dot(q, self.vec(slot))
+    #[inline(always)]
+    fn dist<K: Kernel>(&self, k: K, q: &[f32], slot: u32) -> f32 {
+        1.0 - k.dot(q, self.vec(slot))
     }
 
-    #[inline]
+    /// The raw link row of `slot` on `level`: the count, then the link slots.
+    #[inline(always)]
+    fn link_row(&self, slot: u32, level: usize) -> &[u32] {
+        if level == 0 {
+            let s = slot as usize * (self.m0 + 1);
+            &self.links0[s..s + self.m0 + 1]
+        } else {
+            let s = (level - 1) * (self.cfg.m + 1);
+            &self.upper[slot as usize][s..s + self.cfg.m + 1]
+        }
+    }
+
+    #[inline(always)]
     fn links(&self, slot: u32, level: usize) -> &[u32] {
         if level == 0 {
             let s = slot as usize * (self.m0 + 1);
@@ -269,6 +316,23 @@ impl HnswIndex {
         buf[1..1 + n].copy_from_slice(&links[..n]);
     }
 
+    /// Appends `to` to the links of `slot` on `level`; the caller checked there is room.
+    fn push_link(&mut self, slot: u32, level: usize, to: u32) {
+        let buf = if level == 0 {
+            let s = slot as usize * (self.m0 + 1);
+            &mut self.links0[s..s + self.m0 + 1]
+        } else {
+            let s = (level - 1) * (self.cfg.m + 1);
+            let m = self.cfg.m;
+            &mut self.upper[slot as usize][s..s + m + 1]
+        };
+        let n = buf[0] as usize;
+        if n + 1 < buf.len() {
+            buf[n + 1] = to;
+            buf[0] = n as u32 + 1;
+        }
+    }
+
     fn random_level(&mut self) -> usize {
         // 53 random bits in (0, 1].
         let u = ((splitmix(&mut self.rng) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
@@ -276,11 +340,16 @@ impl HnswIndex {
     }
 
     /// Greedy descent on one level from `ep`.
-    fn greedy(&self, q: &[f32], ep: &mut u32, d: &mut f32, level: usize) {
+    #[inline(always)]
+    fn greedy<K: Kernel>(&self, k: K, q: &[f32], ep: &mut u32, d: &mut f32, level: usize) {
         loop {
             let mut moved = false;
-            for &n in self.links(*ep, level) {
-                let dn = self.dist(q, n);
+            let links = self.links(*ep, level);
+            for &n in links {
+                k.prefetch(self.vec(n));
+            }
+            for &n in links {
+                let dn = self.dist(k, q, n);
                 if dn < *d {
                     *d = dn;
                     *ep = n;
@@ -294,44 +363,90 @@ impl HnswIndex {
     }
 
     /// Beam search on one level; admitted nodes end in `beam.res` (at most `ef`).
-    fn search_layer(
+    ///
+    /// `pass` says which classes may enter the results; `None` admits every node (the
+    /// caller guarantees there are no tombstones then), which skips a lookup per node.
+    ///
+    /// Each expansion first marks the unvisited neighbours and prefetches their vectors, then
+    /// computes the distances, so the memory loads of one expansion overlap instead of
+    /// stalling one after another (the vectors of a large index do not fit in cache).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn search_layer<K: Kernel>(
         &self,
+        k: K,
         beam: &mut Beam,
         q: &[f32],
         entries: &[Cand],
         ef: usize,
         level: usize,
-        pass: &[bool],
+        pass: Option<&[bool]>,
     ) {
+        let admits = |slot: u32| pass.is_none_or(|p| p[self.class[slot as usize] as usize]);
         beam.begin(self.ids.len());
+        // Locals rather than fields behind `&mut`: the compiler then keeps the visited
+        // array's length and the generation in registers across the loop.
+        let Beam {
+            visited,
+            generation,
+            cand,
+            res,
+        } = beam;
+        let g = *generation;
+        let visited = visited.as_mut_slice();
+        let mut visit = |slot: u32| match visited.get_mut(slot as usize) {
+            Some(v) if *v != g => {
+                *v = g;
+                true
+            }
+            _ => false,
+        };
         for &e in entries {
-            if beam.visit(e.slot) {
-                beam.cand.push(Near(std::cmp::Reverse(e)));
-                if pass[self.class[e.slot as usize] as usize] {
-                    beam.res.push(e);
+            if visit(e.slot()) {
+                cand.push(Near(std::cmp::Reverse(e)));
+                if admits(e.slot()) {
+                    res.push(e);
                 }
             }
         }
-        while beam.res.len() > ef {
-            beam.res.pop();
+        while res.len() > ef {
+            res.pop();
         }
-        while let Some(Near(std::cmp::Reverse(c))) = beam.cand.pop() {
-            if beam.res.len() >= ef && beam.res.peek().is_some_and(|w| c.d > w.d) {
+        while let Some(Near(std::cmp::Reverse(c))) = cand.pop() {
+            if res.len() >= ef && res.peek().is_some_and(|w| c.d() > w.d()) {
                 break;
             }
-            for &n in self.links(c.slot, level) {
-                if !beam.visit(n) {
-                    continue;
+            // A fixed array, not a `Vec`: no capacity checks, and its length stays in a
+            // register. Link lists hold at most `M0 = 2M <= 256` slots.
+            let mut fresh = [0u32; 256];
+            let mut count = 0;
+            for &n in self.links(c.slot(), level) {
+                if visit(n) {
+                    k.prefetch(self.vec(n));
+                    k.prefetch_u32(self.link_row(n, level));
+                    if let Some(f) = fresh.get_mut(count) {
+                        *f = n;
+                        count += 1;
+                    }
                 }
-                let dn = self.dist(q, n);
-                let worst = beam.res.peek().map_or(f32::INFINITY, |w| w.d);
-                if beam.res.len() < ef || dn < worst {
-                    let cand = Cand { d: dn, slot: n };
-                    beam.cand.push(Near(std::cmp::Reverse(cand)));
-                    if pass[self.class[n as usize] as usize] {
-                        beam.res.push(cand);
-                        if beam.res.len() > ef {
-                            beam.res.pop();
+            }
+            for &n in &fresh[..count] {
+                let dn = self.dist(k, q, n);
+                let worst = res.peek().map_or(f32::INFINITY, |w| w.d());
+                if res.len() < ef || dn < worst {
+                    let new = Cand::new(dn, n);
+                    cand.push(Near(std::cmp::Reverse(new)));
+                    // The nearest candidate is expanded next: fetch its links now.
+                    if let Some(Near(std::cmp::Reverse(next))) = cand.peek() {
+                        k.prefetch_u32(self.link_row(next.slot(), level));
+                    }
+                    if admits(n) {
+                        if res.len() < ef {
+                            res.push(new);
+                        } else if let Some(mut top) = res.peek_mut() {
+                            // Full and `new` is nearer than the top: replacing the top
+                            // (one sift down) is push-then-pop without the extra work.
+                            *top = new;
                         }
                     }
                 }
@@ -341,21 +456,26 @@ impl HnswIndex {
 
     /// Algorithm 4 (without extending candidates or keeping pruned ones): `cands` sorted
     /// nearest first; keeps a candidate only when it is nearer the base than every one kept.
-    fn select_heuristic(&self, cands: &[Cand], m: usize, out: &mut Vec<u32>) {
+    #[inline(always)]
+    fn select_heuristic<K: Kernel>(&self, k: K, cands: &[Cand], m: usize, out: &mut Vec<u32>) {
         out.clear();
         for c in cands {
             if out.len() >= m {
                 break;
             }
-            let v = self.vec(c.slot);
-            if out.iter().all(|&r| 1.0 - dot(v, self.vec(r)) > c.d) {
-                out.push(c.slot);
+            let v = self.vec(c.slot());
+            if out.iter().all(|&r| 1.0 - k.dot(v, self.vec(r)) > c.d()) {
+                out.push(c.slot());
             }
         }
     }
 
-    fn add_link(
+    /// Adds the link `from -> to` on `level`, re-selecting `from`'s links by the heuristic
+    /// when its list is full.
+    #[inline(always)]
+    fn add_link<K: Kernel>(
         &mut self,
+        k: K,
         from: u32,
         to: u32,
         level: usize,
@@ -368,21 +488,16 @@ impl HnswIndex {
             return;
         }
         if cur.len() < mmax {
-            let mut v: Vec<u32> = cur.to_vec();
-            v.push(to);
-            self.set_links(from, level, &v);
+            self.push_link(from, level, to);
             return;
         }
         let base = self.vec(from);
         tmp.clear();
         for &n in cur.iter().chain(std::iter::once(&to)) {
-            tmp.push(Cand {
-                d: 1.0 - dot(base, self.vec(n)),
-                slot: n,
-            });
+            tmp.push(Cand::new(1.0 - k.dot(base, self.vec(n)), n));
         }
         tmp.sort_unstable();
-        self.select_heuristic(tmp, mmax, sel);
+        self.select_heuristic(k, tmp, mmax, sel);
         let chosen = std::mem::take(sel);
         self.set_links(from, level, &chosen);
         *sel = chosen;
@@ -430,55 +545,142 @@ impl HnswIndex {
         self.upper.push(vec![0; level * (self.cfg.m + 1)]);
         self.slot_of.insert(id, slot);
 
-        let Some(mut ep) = self.entry else {
+        let Some(ep) = self.entry else {
             self.entry = Some(slot);
             self.max_level = level;
             return Ok(());
         };
         let mut s = self.take_scratch();
-        // Construction admits every live node.
-        s.pass.clear();
-        s.pass.resize(self.classes.len(), true);
-        s.pass[DELETED as usize] = false;
-        let mut d = self.dist(v, ep);
-        for l in (level + 1..=self.max_level).rev() {
-            self.greedy(v, &mut ep, &mut d, l);
-        }
-        let mut entries = vec![Cand { d, slot: ep }];
-        let mut cands: Vec<Cand> = Vec::new();
-        let mut sel: Vec<u32> = Vec::new();
-        let mut tmp: Vec<Cand> = Vec::new();
-        for l in (0..=level.min(self.max_level)).rev() {
-            self.search_layer(
-                &mut s.beam,
-                v,
-                &entries,
-                self.cfg.ef_construction,
-                l,
-                &s.pass,
-            );
-            cands.clear();
-            cands.extend(s.beam.res.drain());
-            cands.retain(|c| c.slot != slot);
-            if cands.is_empty() {
-                continue;
-            }
-            cands.sort_unstable();
-            self.select_heuristic(&cands, self.cfg.m, &mut sel);
-            let chosen = sel.clone();
-            self.set_links(slot, l, &chosen);
-            for &n in &chosen {
-                self.add_link(n, slot, l, &mut tmp, &mut sel);
-            }
-            entries.clear();
-            entries.extend_from_slice(&cands);
-        }
+        dispatch(LinkOp {
+            ix: self,
+            s: &mut s,
+            slot,
+            level,
+            ep,
+        });
         if level > self.max_level {
             self.max_level = level;
             self.entry = Some(slot);
         }
         self.put_scratch(s);
         Ok(())
+    }
+
+    /// Links the new node `slot` (already stored, at `level`) into the graph from entry
+    /// point `ep`: greedy descent to `level`, then a beam search and heuristic selection on
+    /// each level from there down, with back links.
+    #[inline(always)]
+    fn link_new<K: Kernel>(&mut self, k: K, s: &mut Scratch, slot: u32, level: usize, ep: u32) {
+        let mut ep = ep;
+        // Construction admits every live node; with no tombstones that is every node.
+        let pass = if self.tombstones() == 0 {
+            None
+        } else {
+            s.pass.clear();
+            s.pass.resize(self.classes.len(), true);
+            s.pass[DELETED as usize] = false;
+            Some(s.pass.as_slice())
+        };
+        let v = self.vec(slot);
+        let mut d = self.dist(k, v, ep);
+        for l in (level + 1..=self.max_level).rev() {
+            self.greedy(k, v, &mut ep, &mut d, l);
+        }
+        let mut entries = std::mem::take(&mut s.entries);
+        let mut cands = std::mem::take(&mut s.cands);
+        let mut sel = std::mem::take(&mut s.sel);
+        let mut tmp = std::mem::take(&mut s.tmp);
+        let mut chosen = std::mem::take(&mut s.chosen);
+        entries.clear();
+        entries.push(Cand::new(d, ep));
+        for l in (0..=level.min(self.max_level)).rev() {
+            let v = self.vec(slot);
+            self.search_layer(
+                k,
+                &mut s.beam,
+                v,
+                &entries,
+                self.cfg.ef_construction,
+                l,
+                pass,
+            );
+            cands.clear();
+            cands.extend(s.beam.res.drain());
+            cands.retain(|c| c.slot() != slot);
+            if cands.is_empty() {
+                continue;
+            }
+            cands.sort_unstable();
+            self.select_heuristic(k, &cands, self.cfg.m, &mut sel);
+            chosen.clear();
+            chosen.extend_from_slice(&sel);
+            self.set_links(slot, l, &chosen);
+            for &n in &chosen {
+                self.add_link(k, n, slot, l, &mut tmp, &mut sel);
+            }
+            entries.clear();
+            entries.extend_from_slice(&cands);
+        }
+        s.entries = entries;
+        s.cands = cands;
+        s.sel = sel;
+        s.tmp = tmp;
+        s.chosen = chosen;
+    }
+
+    /// The search proper, after the query is normalised into `s.query` and `s.pass` holds
+    /// the filter per class, `passing` of the live vectors passing it (at least one).
+    #[inline(always)]
+    fn search_normalized<K: Kernel>(
+        &self,
+        k: K,
+        s: &mut Scratch,
+        entry: u32,
+        top: usize,
+        passing: usize,
+    ) -> Vec<Hit> {
+        let mut ef = self.cfg.ef_search.max(top);
+        let Scratch {
+            beam, pass, query, ..
+        } = s;
+        if passing * 10 < self.live || passing <= ef {
+            // Selective filter: exact scan of the passing vectors.
+            let mut hits = Vec::with_capacity(passing);
+            for slot in 0..self.ids.len() {
+                if pass[self.class[slot] as usize] {
+                    hits.push(Hit {
+                        id: self.ids[slot],
+                        score: k.dot(query, self.vec(slot as u32)),
+                    });
+                }
+            }
+            return top_k(hits, top);
+        }
+        if passing < self.live {
+            ef = (ef * self.live).div_ceil(passing).min(passing);
+        }
+        // Every node passes: skip the per-node class lookup.
+        let pass = if passing == self.ids.len() {
+            None
+        } else {
+            Some(pass.as_slice())
+        };
+        let mut ep = entry;
+        let mut d = self.dist(k, query, ep);
+        for l in (1..=self.max_level).rev() {
+            self.greedy(k, query, &mut ep, &mut d, l);
+        }
+        self.search_layer(k, beam, query, &[Cand::new(d, ep)], ef, 0, pass);
+        let mut hits: Vec<Hit> = Vec::with_capacity(top.min(beam.res.len()));
+        while beam.res.len() > top {
+            beam.res.pop();
+        }
+        hits.extend(beam.res.drain().map(|c| Hit {
+            id: self.ids[c.slot() as usize],
+            score: 1.0 - c.d(),
+        }));
+        hits.sort_unstable_by(hit_order);
+        hits
     }
 
     /// Rebuilds the graph from the live vectors, dropping tombstones.
@@ -495,6 +697,41 @@ impl HnswIndex {
             }
         }
         *self = fresh;
+    }
+}
+
+/// [`HnswIndex::link_new`] as one dispatched operation.
+struct LinkOp<'a> {
+    ix: &'a mut HnswIndex,
+    s: &'a mut Scratch,
+    slot: u32,
+    level: usize,
+    ep: u32,
+}
+
+impl KernelOp for LinkOp<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<K: Kernel>(self, k: K) {
+        self.ix.link_new(k, self.s, self.slot, self.level, self.ep);
+    }
+}
+
+/// [`HnswIndex::search_normalized`] as one dispatched operation.
+struct SearchOp<'a> {
+    ix: &'a HnswIndex,
+    s: &'a mut Scratch,
+    entry: u32,
+    k: usize,
+    passing: usize,
+}
+
+impl KernelOp for SearchOp<'_> {
+    type Output = Vec<Hit>;
+    #[inline(always)]
+    fn run<K: Kernel>(self, k: K) -> Vec<Hit> {
+        self.ix
+            .search_normalized(k, self.s, self.entry, self.k, self.passing)
     }
 }
 
@@ -544,42 +781,16 @@ impl VectorIndex for HnswIndex {
             }
             s.pass.push(p);
         }
-        let mut ef = self.cfg.ef_search.max(k);
         let hits = if passing == 0 {
             Vec::new()
-        } else if passing * 10 < self.live || passing <= ef {
-            // Selective filter: exact scan of the passing vectors.
-            let mut hits = Vec::with_capacity(passing);
-            for slot in 0..self.ids.len() {
-                if s.pass[self.class[slot] as usize] {
-                    hits.push(Hit {
-                        id: self.ids[slot],
-                        score: dot(&s.query, self.vec(slot as u32)),
-                    });
-                }
-            }
-            top_k(hits, k)
         } else {
-            if passing < self.live {
-                ef = (ef * self.live).div_ceil(passing).min(passing);
-            }
-            let Scratch { beam, pass, query } = &mut s;
-            let mut ep = entry;
-            let mut d = self.dist(query, ep);
-            for l in (1..=self.max_level).rev() {
-                self.greedy(query, &mut ep, &mut d, l);
-            }
-            self.search_layer(beam, query, &[Cand { d, slot: ep }], ef, 0, pass);
-            let mut hits: Vec<Hit> = Vec::with_capacity(k.min(beam.res.len()));
-            while beam.res.len() > k {
-                beam.res.pop();
-            }
-            hits.extend(beam.res.drain().map(|c| Hit {
-                id: self.ids[c.slot as usize],
-                score: 1.0 - c.d,
-            }));
-            hits.sort_unstable_by(hit_order);
-            hits
+            dispatch(SearchOp {
+                ix: self,
+                s: &mut s,
+                entry,
+                k,
+                passing,
+            })
         };
         self.put_scratch(s);
         hits

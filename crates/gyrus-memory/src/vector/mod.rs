@@ -21,6 +21,7 @@ use std::path::Path;
 pub mod flat;
 pub mod hnsw;
 mod persist;
+mod simd;
 
 pub use flat::FlatIndex;
 pub use hnsw::{HnswConfig, HnswIndex};

@@ -247,3 +247,54 @@ fn malformed_resources_are_denied() {
         assert_eq!(crate::resource_problem(good), None, "{good:?}");
     }
 }
+
+/// Each principal may use its own memory namespace, exactly: not a neighbour whose id merely
+/// starts the same, not another kind's, not a non-memory action on it.
+#[test]
+fn a_principal_owns_exactly_its_own_memory_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let grants = Arc::new(GrantStore::open(&dir.path().join("grants.db")).unwrap());
+    let broker = ConsentBroker::from_sources(grants, &[]).unwrap();
+    let agent = Principal::Agent {
+        id: "ag_7".into(),
+        name: "a".into(),
+    };
+    let session = Principal::Session { id: "ses_1".into() };
+    let decide = |who: &Principal, action: &str, resource: &str| {
+        let request = ActionRequest::new(
+            who.clone(),
+            Subject::new(action).unwrap(),
+            resource,
+            "remember",
+            IntentSource::Untrusted("model".into()),
+        );
+        broker.decide(&request, &[], SystemTime::now()).outcome
+    };
+    assert_eq!(
+        decide(&agent, "memory.store", "memory:agent:ag_7"),
+        Outcome::Allow
+    );
+    assert_eq!(
+        decide(&agent, "memory.query", "memory:agent:ag_7"),
+        Outcome::Allow
+    );
+    assert_eq!(
+        decide(&session, "memory.query", "memory:session:ses_1"),
+        Outcome::Allow
+    );
+    for (who, action, resource) in [
+        (&agent, "memory.query", "memory:agent:ag_70"),
+        (&agent, "memory.query", "memory:agent:ag_"),
+        (&agent, "memory.query", "memory:owner"),
+        (&agent, "memory.query", "memory:session:ses_1"),
+        (&agent, "memory.query", "memory:shared:team"),
+        (&agent, "fs.read", "memory:agent:ag_7"),
+        (&session, "memory.query", "memory:agent:ag_7"),
+    ] {
+        assert_eq!(
+            decide(who, action, resource),
+            Outcome::Deny,
+            "{action} {resource}"
+        );
+    }
+}

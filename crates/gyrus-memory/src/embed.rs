@@ -1,0 +1,136 @@
+//! Embedders: text to unit vectors, each with the identity of its coordinate space.
+//!
+//! Vectors from two models (or two revisions of one) are not comparable even when their
+//! dimensions agree, so every stored vector carries its embedder's [`EmbedderId`] and the
+//! store refuses to search or mix vectors of another space.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Which coordinate space a vector lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EmbedderId {
+    /// The model and its preprocessing contract, e.g. `pocket-encoder/paraphrase-MiniLM-L3-v2`.
+    pub model: String,
+    /// The exact weights (a digest), so a changed model is a new space.
+    pub revision: String,
+    /// Coordinates per vector.
+    pub dim: usize,
+}
+
+impl EmbedderId {
+    /// One line for messages: `model@revision-prefix (dim)`.
+    pub fn label(&self) -> String {
+        let rev: String = self.revision.chars().take(12).collect();
+        format!("{}@{} ({}-d)", self.model, rev, self.dim)
+    }
+}
+
+/// Why embedding failed.
+#[derive(Debug, thiserror::Error)]
+#[error("embedding failed: {0}")]
+pub struct EmbedError(pub String);
+
+/// Turns texts into unit vectors of one space.
+pub trait Embedder: Send + Sync {
+    /// The space its vectors live in.
+    fn id(&self) -> &EmbedderId;
+    /// One unit vector per text, in order.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// The bundled sentence encoder (`pocket-encoder`: paraphrase-MiniLM-L3-v2, 384-d, weights
+/// compiled into the binary; no download, no files). The default embedder.
+#[derive(Clone)]
+pub struct PocketEmbedder {
+    encoder: pocket_encoder::Encoder,
+    id: EmbedderId,
+}
+
+impl std::fmt::Debug for PocketEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PocketEmbedder")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl PocketEmbedder {
+    /// Loads the bundled weights (once per process; later calls share them).
+    pub fn new() -> Result<PocketEmbedder, EmbedError> {
+        let encoder = pocket_encoder::Encoder::new().map_err(|e| EmbedError(e.to_string()))?;
+        let info = pocket_encoder::model_info();
+        Ok(PocketEmbedder {
+            encoder,
+            id: EmbedderId {
+                model: format!("pocket-encoder/{}", info.id),
+                revision: info.revision,
+                dim: info.dimensions,
+            },
+        })
+    }
+
+    /// The shared default embedder.
+    pub fn shared() -> Result<Arc<dyn Embedder>, EmbedError> {
+        Ok(Arc::new(PocketEmbedder::new()?))
+    }
+}
+
+impl Embedder for PocketEmbedder {
+    fn id(&self) -> &EmbedderId {
+        &self.id
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The encoder refuses blank inputs; an item's content is never blank, but a query's
+        // words may be all punctuation.
+        if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(EmbedError(format!("text {i} is blank")));
+        }
+        // It reads at most 128 tokens anyway; cutting long texts first keeps its 64 KiB
+        // per-input bound from ever refusing an item.
+        let cut: Vec<&str> = texts.iter().map(|t| prefix(t, 8 * 1024)).collect();
+        self.encoder
+            .embed(&cut)
+            .map_err(|e| EmbedError(e.to_string()))
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a char boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_bundled_encoder_places_paraphrases_near() {
+        let e = PocketEmbedder::new().unwrap();
+        assert_eq!(e.id().dim, 384);
+        let v = e
+            .embed(&[
+                "How much free space is left on my disk?",
+                "What is the remaining storage capacity of the drive?",
+                "My cat likes to sleep in the sun.",
+            ])
+            .unwrap();
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.2);
+        assert!(e.embed(&["  "]).is_err());
+        assert_eq!(prefix("aé", 2), "a");
+    }
+}
