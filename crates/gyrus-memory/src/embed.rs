@@ -42,9 +42,11 @@ pub trait Embedder: Send + Sync {
 
 /// The bundled sentence encoder (`pocket-encoder`: paraphrase-MiniLM-L3-v2, 384-d, weights
 /// compiled into the binary; no download, no files). The default embedder.
-#[derive(Clone)]
+///
+/// The weights load at the first embedding, not at construction: the space's identity is
+/// known without them, so opening a store (and starting the daemon) does not pay for them.
 pub struct PocketEmbedder {
-    encoder: pocket_encoder::Encoder,
+    encoder: std::sync::OnceLock<pocket_encoder::Encoder>,
     id: EmbedderId,
 }
 
@@ -57,12 +59,12 @@ impl std::fmt::Debug for PocketEmbedder {
 }
 
 impl PocketEmbedder {
-    /// Loads the bundled weights (once per process; later calls share them).
+    /// The bundled encoder; its weights load at the first [`Embedder::embed`] (once per
+    /// process; later encoders share them).
     pub fn new() -> Result<PocketEmbedder, EmbedError> {
-        let encoder = pocket_encoder::Encoder::new().map_err(|e| EmbedError(e.to_string()))?;
         let info = pocket_encoder::model_info();
         Ok(PocketEmbedder {
-            encoder,
+            encoder: std::sync::OnceLock::new(),
             id: EmbedderId {
                 model: format!("pocket-encoder/{}", info.id),
                 revision: info.revision,
@@ -94,9 +96,14 @@ impl Embedder for PocketEmbedder {
         // It reads at most 128 tokens anyway; cutting long texts first keeps its 64 KiB
         // per-input bound from ever refusing an item.
         let cut: Vec<&str> = texts.iter().map(|t| prefix(t, 8 * 1024)).collect();
-        self.encoder
-            .embed(&cut)
-            .map_err(|e| EmbedError(e.to_string()))
+        let encoder = match self.encoder.get() {
+            Some(e) => e,
+            None => {
+                let e = pocket_encoder::Encoder::new().map_err(|e| EmbedError(e.to_string()))?;
+                self.encoder.get_or_init(|| e)
+            }
+        };
+        encoder.embed(&cut).map_err(|e| EmbedError(e.to_string()))
     }
 }
 

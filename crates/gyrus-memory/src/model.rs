@@ -204,7 +204,7 @@ impl Item {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NewItem {
     /// The kind; semantic when not given.
-    #[serde(default = "default_kind")]
+    #[serde(default)]
     pub kind: Kind,
     /// The text (not blank, at most 64 KiB).
     pub content: String,
@@ -223,10 +223,6 @@ pub struct NewItem {
     /// Time to live in milliseconds: makes the item ephemeral.
     #[serde(default)]
     pub ttl_ms: Option<i64>,
-}
-
-fn default_kind() -> Kind {
-    Kind::Semantic
 }
 
 impl NewItem {

@@ -97,13 +97,17 @@ pub enum Mode {
 }
 
 /// A search of the memory fabric. The caller has already been allowed every namespace it
-/// names; the store never looks outside them.
+/// names; the store never looks outside them. Also the arguments of `memory.query`, where
+/// no namespace means the caller's own.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Query {
     /// What to look for. Empty: the newest items matching the filters.
     #[serde(default)]
     pub text: String,
-    /// Where to look (at least one).
+    /// Where to look (at least one for the store; for `memory.query`, default: your own
+    /// namespace, and each one named needs its own permission).
+    #[serde(default)]
     pub namespaces: Vec<Namespace>,
     /// Only these kinds (any, when empty).
     #[serde(default)]

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::{ChunkConfig, chunk_markdown, chunk_text, is_ingestible};
 use crate::model::{Item, Kind, Namespace, NewItem};
 use crate::sketch::{DEFAULT_BUDGET, Sketch};
-use crate::store::{Forgotten, MemoryError, MemoryStore, Mode, Query, Scored, Update};
+use crate::store::{Forgotten, MemoryError, MemoryStore, Query, Scored, Update};
 
 /// The most files one ingest reads.
 pub const MAX_INGEST_FILES: usize = 5_000;
@@ -206,39 +206,6 @@ impl TypedTool for MemoryUpdate {
     }
 }
 
-/// Arguments of `memory.query`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QueryArgs {
-    /// What to look for, in words (empty: the newest items matching the filters).
-    #[serde(default)]
-    pub text: String,
-    /// Where to look (default: your own namespace). Each needs its own permission.
-    #[serde(default)]
-    pub namespaces: Vec<String>,
-    /// Only these kinds.
-    #[serde(default)]
-    pub kinds: Vec<Kind>,
-    /// Only items with all these tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Created at or after (Unix ms).
-    #[serde(default)]
-    pub from: Option<i64>,
-    /// Created before (Unix ms).
-    #[serde(default)]
-    pub to: Option<i64>,
-    /// What held at this time (Unix ms) instead of what holds now.
-    #[serde(default)]
-    pub as_of: Option<i64>,
-    /// At most this many (default 10).
-    #[serde(default)]
-    pub limit: Option<usize>,
-    /// hybrid (default), text or vector.
-    #[serde(default)]
-    pub mode: Mode,
-}
-
 /// What `memory.query` returns.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct QueryOutput {
@@ -251,13 +218,13 @@ pub struct QueryOutput {
 pub struct MemoryQuery(Arc<MemoryStore>);
 
 impl TypedTool for MemoryQuery {
-    type Args = QueryArgs;
+    type Args = Query;
     type Output = QueryOutput;
     const NAME: &'static str = "memory.query";
     const DESCRIPTION: &'static str = "Search memory by meaning and by words (full-text and semantic search fused), with filters on kind, tags, time range and as-of time.";
     const RISK: Risk = Risk::Read;
 
-    fn requirements(&self, a: &QueryArgs, _env: &ToolEnv) -> Result<Vec<Requirement>, ToolError> {
+    fn requirements(&self, a: &Query, _env: &ToolEnv) -> Result<Vec<Requirement>, ToolError> {
         if a.namespaces.is_empty() {
             return Ok(vec![Requirement::new(Self::NAME, resource(None)?)?]);
         }
@@ -268,30 +235,14 @@ impl TypedTool for MemoryQuery {
         }
         a.namespaces
             .iter()
-            .map(|n| Requirement::new(Self::NAME, resource(Some(n))?))
+            .map(|n| Requirement::new(Self::NAME, n.resource()))
             .collect()
     }
 
-    fn run(&self, cx: &CallContext<'_>, a: QueryArgs) -> Result<Ran<QueryOutput>, ToolError> {
-        let namespaces = if a.namespaces.is_empty() {
-            vec![resolve(None, cx.principal)?]
-        } else {
-            a.namespaces
-                .iter()
-                .map(|n| resolve(Some(n), cx.principal))
-                .collect::<Result<_, _>>()?
-        };
-        let query = Query {
-            text: a.text,
-            namespaces,
-            kinds: a.kinds,
-            tags: a.tags,
-            from: a.from,
-            to: a.to,
-            as_of: a.as_of,
-            limit: a.limit,
-            mode: a.mode,
-        };
+    fn run(&self, cx: &CallContext<'_>, mut query: Query) -> Result<Ran<QueryOutput>, ToolError> {
+        if query.namespaces.is_empty() {
+            query.namespaces = vec![resolve(None, cx.principal)?];
+        }
         let hits = self.0.query(&query, now_ms()).map_err(err)?;
         Ok(Ran::output(QueryOutput { hits }))
     }
