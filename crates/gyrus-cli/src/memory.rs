@@ -260,8 +260,8 @@ pub fn memory(home: Option<&Path>, args: MemoryArgs) -> anyhow::Result<()> {
             )?;
             show(&out, json, |o| {
                 println!(
-                    "{} files: {} chunks stored, {} updated, {} unchanged",
-                    o["files"], o["stored"], o["updated"], o["unchanged"]
+                    "{} files: {} chunks stored, {} updated, {} unchanged, {} retired",
+                    o["files"], o["stored"], o["updated"], o["unchanged"], o["retired"]
                 );
                 for skipped in o["skipped"].as_array().cloned().unwrap_or_default() {
                     eprintln!("skipped {}", s(&skipped));

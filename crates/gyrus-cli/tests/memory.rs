@@ -296,6 +296,29 @@ fn ingest_and_the_sketch() {
     let again = json_of(daemon.cli(&["memory", "ingest", docs.to_str().unwrap(), "--json"]));
     assert_eq!(again["stored"], 0, "{again}");
     assert_eq!(again["unchanged"], out["stored"]);
+    // A file that shrank: its chunks past the new end are no longer current.
+    std::fs::write(
+        docs.join("ops/restore.md"),
+        "# Restores\n\n## From the NAS\n\nMount the share, then run restic restore latest.\n",
+    )
+    .unwrap();
+    let shrunk = json_of(daemon.cli(&["memory", "ingest", docs.to_str().unwrap(), "--json"]));
+    assert!(shrunk["retired"].as_u64().unwrap() >= 1, "{shrunk}");
+    assert_eq!(shrunk["stored"], 0, "{shrunk}");
+    let gone = json_of(daemon.cli(&[
+        "memory",
+        "query",
+        "rclone snapshot download",
+        "--kind",
+        "knowledge",
+        "--json",
+    ]));
+    for hit in gone["hits"].as_array().unwrap() {
+        assert!(
+            !hit["item"]["content"].as_str().unwrap().contains("rclone"),
+            "a retired chunk is still current: {gone}"
+        );
+    }
 
     // The sketch, edited through $EDITOR (a script that writes a new one).
     let editor = home.path().join("editor.sh");

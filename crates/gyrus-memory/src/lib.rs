@@ -1,15 +1,18 @@
-//! The memory fabric.
+//! The memory fabric: what gyrus remembers, for whom, and how it is found again.
 //!
-//! Only one part exists so far: the vector index ([`vector`]). It finds the stored vectors
-//! most similar to a query by cosine similarity, restricted to the namespaces a caller may
-//! see. Two implementations share the [`vector::VectorIndex`] trait:
-//!
-//! - [`vector::FlatIndex`]: exact brute force, the oracle the tests compare against.
-//! - [`vector::HnswIndex`]: a hierarchical navigable small world graph (Malkov & Yashunin),
-//!   approximate and fast, with exact namespace filtering, deletion and persistence.
-//!
-//! The crate does no I/O except [`vector::VectorIndex::save`] and
-//! [`vector::VectorIndex::load`], which read and write one file each.
+//! - [`model`]: items, kinds and namespaces (owner, agent, session, token, shared).
+//! - [`store`]: the SQLite store (`memory/memory.db`): versioned items, TTLs, real
+//!   forgetting, and search fusing full-text (FTS5) and vector hits by reciprocal rank
+//!   fusion ([`text`] builds the full-text side), with filters.
+//! - [`embed`]: the `Embedder` trait and the bundled sentence encoder.
+//! - [`vector`]: the vector index, exact ([`vector::FlatIndex`], also the tests' oracle) or
+//!   HNSW ([`vector::HnswIndex`]), with namespace filters, deletion and persistence.
+//! - [`episodic`]: the episodic log, fed from the audit trail.
+//! - [`consolidate`], [`distil`], [`sketch`]: the background job that expires, merges and
+//!   distils memories, and the owner's sketch it keeps within a byte budget.
+//! - [`procedure`]: learned tool-call procedures (learn, bind, replay with validation).
+//! - [`chunk`]: the knowledge-base chunker behind ingest.
+//! - [`tools`]: the `memory.*` tools agents and MCP clients call.
 
 #![forbid(unsafe_code)]
 
@@ -18,9 +21,11 @@ pub mod consolidate;
 pub mod distil;
 pub mod embed;
 pub mod episodic;
+pub mod hot;
 pub mod model;
 pub mod procedure;
 pub mod sketch;
 pub mod store;
+pub mod text;
 pub mod tools;
 pub mod vector;

@@ -501,6 +501,9 @@ pub struct IngestOutput {
     pub updated: usize,
     /// Chunks unchanged since the last ingest.
     pub unchanged: usize,
+    /// Chunks past the end of a file that shrank since the last ingest: no longer current,
+    /// still in history.
+    pub retired: usize,
     /// Files skipped, with why.
     pub skipped: Vec<String>,
 }
@@ -623,6 +626,7 @@ fn ingest_file(
     } else {
         chunk_text(&text, &cfg)
     };
+    let count = chunks.len();
     let mut news = Vec::new();
     for chunk in chunks {
         let source = format!("file:{}#{}", file.display(), chunk.index);
@@ -659,6 +663,19 @@ fn ingest_file(
                 new.metadata = Some(metadata);
                 news.push(new);
             }
+        }
+    }
+    let prefix = format!("file:{}#", file.display());
+    for (source, id) in store
+        .current_with_source_prefix(ns, &prefix)
+        .map_err(|e| e.to_string())?
+    {
+        let past_end = source[prefix.len()..]
+            .parse::<usize>()
+            .is_ok_and(|index| index >= count);
+        if past_end {
+            store.retire(&id, now_ms()).map_err(|e| e.to_string())?;
+            out.retired += 1;
         }
     }
     // One transaction (and one embedding batch) per file, at most 256 chunks each.

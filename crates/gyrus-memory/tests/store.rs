@@ -470,3 +470,112 @@ fn acknowledged_writes_survive_kill_9() {
     query.limit = Some(1000);
     assert_eq!(s.query(&query, i64::MAX / 2).unwrap().len() as u64, n);
 }
+
+/// The in-RAM tier never serves a stale copy: a version read through it shows its
+/// supersession, retirement, expiry and forgetting at once.
+#[test]
+fn the_in_ram_tier_follows_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let owner = ns("owner");
+    let v1 = s
+        .store(
+            &owner,
+            NewItem::new(Kind::Semantic, "The NAS is called vault"),
+            1_000,
+        )
+        .unwrap();
+    assert_eq!(s.get(&v1.id).unwrap().unwrap().valid_to, None);
+    let v2 = s
+        .update(
+            &v1.id,
+            Update {
+                content: Some("The NAS is called fortress".into()),
+                ..Update::default()
+            },
+            2_000,
+        )
+        .unwrap();
+    assert_eq!(s.get(&v1.id).unwrap().unwrap().valid_to, Some(2_000));
+    assert_eq!(s.get(&v2.id).unwrap().unwrap().content, v2.content);
+    s.retire(&v2.id, 3_000).unwrap();
+    assert_eq!(s.get(&v2.id).unwrap().unwrap().valid_to, Some(3_000));
+    assert!(
+        s.query(&q("NAS fortress", &["owner"]), 4_000)
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut short = NewItem::new(Kind::Episodic, "a passing thought");
+    short.ttl_ms = Some(10);
+    let t = s.store(&owner, short, 5_000).unwrap();
+    assert!(s.get(&t.id).unwrap().is_some());
+    assert_eq!(s.expire(6_000).unwrap(), 1);
+    assert!(s.get(&t.id).unwrap().is_none());
+
+    let f = s
+        .store(
+            &owner,
+            NewItem::new(Kind::Semantic, "to be forgotten"),
+            7_000,
+        )
+        .unwrap();
+    assert!(s.get(&f.id).unwrap().is_some());
+    s.forget(&f.id, "owner", 8_000).unwrap();
+    assert!(s.get(&f.id).unwrap().is_none());
+    // A repeated question reuses its embedding.
+    let before = s.stats().unwrap().hot.1;
+    s.query(&q("what is the NAS called", &["owner"]), 9_000)
+        .unwrap();
+    s.query(&q("what is the NAS called", &["owner"]), 9_000)
+        .unwrap();
+    assert_eq!(s.stats().unwrap().hot.1, before + 1);
+}
+
+/// A store whose full-text index predates its namespace column is rebuilt at open, and
+/// text search works on it as before.
+#[test]
+fn an_older_full_text_index_is_rebuilt_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.db");
+    {
+        let s = open(&dir);
+        s.store(
+            &ns("owner"),
+            NewItem::new(Kind::Semantic, "The printer is on the landing"),
+            1,
+        )
+        .unwrap();
+        s.store(
+            &ns("agent:x"),
+            NewItem::new(Kind::Semantic, "The printer is broken"),
+            1,
+        )
+        .unwrap();
+    }
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP TRIGGER items_fts_add; DROP TRIGGER items_fts_del; DROP TABLE items_fts;
+             CREATE VIRTUAL TABLE items_fts USING fts5(
+               content, tags, content='items', content_rowid='rowid', tokenize='porter unicode61');
+             INSERT INTO items_fts (items_fts) VALUES ('rebuild');",
+        )
+        .unwrap();
+    }
+    let s = open(&dir);
+    let mut text = q("printer", &["owner"]);
+    text.mode = Mode::Text;
+    let hits = s.query(&text, 2).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert!(hits[0].item.content.contains("landing"));
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let sql: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'items_fts'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(sql.contains(" ns,"), "{sql}");
+}
