@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod quota;
 pub mod registry;
 pub mod restart;
+pub mod scheduler;
 pub mod supervisor;
 
 pub use decide::Recorded;
