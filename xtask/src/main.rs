@@ -5,8 +5,11 @@
 //!   the README's test command and exactly what CI (`.ci/run`) runs. Then the official MCP
 //!   conformance suite against a real daemon's `/mcp` (`conformance.rs`).
 //! - `bench`: every benchmark: daemon startup, audit appends and verify, IPC, policy decisions,
-//!   tool calls.
+//!   tool calls, hooks, the vector index, memory queries, the scheduler, the embedded cortex,
+//!   routing quality.
 //! - `deps`: only the installation step.
+//! - `fetch-models`: only the test models (the embedded cortex's SmolLM2 GGUF), into
+//!   `.cache/models/`, so `cargo test -p gyrus-cortex` finds them.
 
 mod conformance;
 mod tools;
@@ -23,12 +26,14 @@ fn main() -> std::process::ExitCode {
         "test" => test(),
         "bench" => bench(),
         "deps" => tools::install(&root()).map(|_| ()),
+        "fetch-models" => tools::fetch_models(&root()).map(|_| ()),
         "conformance" => conformance_only(),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench|deps|conformance>");
+            eprintln!("usage: cargo xtask <test|bench|deps|fetch-models|conformance>");
             eprintln!("  test   install test dependencies, then fmt, clippy, deny and every test");
-            eprintln!("  bench  every benchmark: startup, audit, IPC, policy decisions");
+            eprintln!("  bench  every benchmark (see BENCHES in xtask/src/main.rs)");
             eprintln!("  deps   only install test dependencies");
+            eprintln!("  fetch-models  only download the test models into .cache/models/");
             eprintln!("  conformance  only the MCP conformance suite against a real daemon");
             return std::process::ExitCode::from(2);
         }
@@ -122,7 +127,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// (package, bench target, what it measures)
-const BENCHES: [(&str, &str, &str); 7] = [
+const BENCHES: [(&str, &str, &str); 11] = [
     (
         "gyrus-cli",
         "startup",
@@ -157,6 +162,26 @@ const BENCHES: [(&str, &str, &str); 7] = [
         "gyrus-memory",
         "ann",
         "vector index recall@10 and QPS against hnswlib (ANN-Benchmarks random-angular sets)",
+    ),
+    (
+        "gyrus-memory",
+        "memory",
+        "memory store throughput and MemoryQuery latency at 100k items",
+    ),
+    (
+        "gyrus-kernel",
+        "scheduler",
+        "model-call scheduler: interactive wait under a background flood, against FIFO",
+    ),
+    (
+        "gyrus-cortex",
+        "local",
+        "embedded cortex (SmolLM2-135M GGUF): load, prompt and generation tokens/s",
+    ),
+    (
+        "gyrus-cortex",
+        "routellm",
+        "router tier prediction on RouteLLM data: APGR and CPT against random and the oracle",
     ),
 ];
 

