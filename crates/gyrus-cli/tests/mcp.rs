@@ -38,6 +38,10 @@ async fn stdio_client(home: &std::path::Path, env: &[(&str, &str)]) -> Client {
 
 /// `/mcp` over TCP with a bearer token.
 async fn http_client(daemon: &Daemon, token: &str) -> Client {
+    // Under `cargo test --workspace`, gyrus-cortex's drivers turn on reqwest's
+    // `rustls-no-provider` (they bring rustls with ring themselves), so a plain reqwest
+    // client, as rmcp builds one, needs a process-wide provider. Loopback HTTP only.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config =
         StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", daemon.addr))
             .auth_header(token);
