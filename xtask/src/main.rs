@@ -57,6 +57,16 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// cargo for one whole-workspace build rather than an edit loop: without incremental state,
+/// which would only add gigabytes to target/, unless the caller asked for it.
+fn full_build() -> Command {
+    let mut command = cargo();
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        command.env("CARGO_INCREMENTAL", "0");
+    }
+    command
+}
+
 /// Runs one step, echoing it first, and fails with its name if it fails.
 fn step(name: &str, mut command: Command) -> anyhow::Result<()> {
     println!("==> {name}");
@@ -66,6 +76,11 @@ fn step(name: &str, mut command: Command) -> anyhow::Result<()> {
         .status()
         .with_context(|| format!("cannot run {name}"))?;
     if !status.success() {
+        // A build that dies for want of disk says so only deep in its log; say how much is left.
+        let _ = Command::new("df")
+            .args(["-h", "."])
+            .current_dir(root())
+            .status();
         bail!("{name} failed ({status})");
     }
     println!("==> {name}: ok in {:.1} s", start.elapsed().as_secs_f64());
@@ -74,13 +89,14 @@ fn step(name: &str, mut command: Command) -> anyhow::Result<()> {
 
 fn test() -> anyhow::Result<()> {
     let root = root();
+
     let tools = tools::install(&root)?;
 
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     step("cargo fmt --check", fmt)?;
 
-    let mut clippy = cargo();
+    let mut clippy = full_build();
     clippy.args([
         "clippy",
         "--workspace",
@@ -96,7 +112,7 @@ fn test() -> anyhow::Result<()> {
     deny.args(["--offline", "check", "bans", "licenses", "sources"]);
     step("cargo deny check bans licenses sources", deny)?;
 
-    let mut test = cargo();
+    let mut test = full_build();
     test.args(["test", "--workspace", "--locked"]);
     step("cargo test --workspace", test)?;
 
