@@ -18,6 +18,7 @@
 pub mod anthropic;
 pub mod gemini;
 mod http;
+pub mod local;
 pub mod ollama;
 pub mod openai;
 pub mod retry;
@@ -32,6 +33,7 @@ use crate::types::{ChatRequest, ChatResponse, StreamCollector, StreamEvent};
 
 pub use anthropic::AnthropicDriver;
 pub use gemini::GeminiDriver;
+pub use local::LocalDriver;
 pub use ollama::OllamaDriver;
 pub use openai::OpenAiDriver;
 pub use retry::{Fallback, Retry, RetryPolicy};

@@ -20,13 +20,14 @@ mod template;
 mod tokenizer;
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Cursor};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::gguf_file::{self, Content};
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
@@ -431,6 +432,13 @@ impl LocalModel {
     }
 }
 
+/// Quantizations candle multiplies without SIMD on x86-64 (it has AVX2 kernels for Q4_0,
+/// Q8_0 and the k-quants only): matrices stored so run several times faster as f32.
+const SLOW_QUANTS: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
+
+/// The most f32 bytes [`widen`] turns a model into (SmolLM2-135M takes 0.5 GiB).
+const WIDEN_LIMIT: u64 = 2 << 30;
+
 /// Reads the tensors. candle's model builders index into what the header says; a panic from a
 /// malformed file becomes an error.
 fn read_weights(
@@ -440,11 +448,71 @@ fn read_weights(
     reader: &mut BufReader<File>,
 ) -> Result<Weights, LocalError> {
     let device = Device::Cpu;
-    let built = catch_unwind(AssertUnwindSafe(|| match architecture {
-        "qwen2" => quantized_qwen2::ModelWeights::from_gguf(content, reader, &device)
-            .map(|w| Weights::Qwen2(Mutex::new(w))),
-        _ => quantized_llama::ModelWeights::from_gguf(content, reader, &device).map(Weights::Llama),
+    let built = catch_unwind(AssertUnwindSafe(|| {
+        match widen(&content, reader, &device)? {
+            Some(wide) => {
+                let mut cursor = Cursor::new(wide);
+                let content = Content::read(&mut cursor)?;
+                build(architecture, content, &mut cursor, &device)
+            }
+            None => build(architecture, content, reader, &device),
+        }
     }))
     .map_err(|panic| gguf::malformed(path, gguf::panic_message(&panic)))?;
     built.map_err(|e| gguf::malformed(path, gguf::innermost(&e).to_string()))
+}
+
+fn build<R: std::io::Read + std::io::Seek>(
+    architecture: &str,
+    content: Content,
+    reader: &mut R,
+    device: &Device,
+) -> candle_core::Result<Weights> {
+    match architecture {
+        "qwen2" => quantized_qwen2::ModelWeights::from_gguf(content, reader, device)
+            .map(|w| Weights::Qwen2(Mutex::new(w))),
+        _ => quantized_llama::ModelWeights::from_gguf(content, reader, device).map(Weights::Llama),
+    }
+}
+
+/// A model whose matrices are in a [`SLOW_QUANTS`] format, rewritten in memory as a GGUF
+/// with those tensors in f32 (candle multiplies f32 with its SIMD GEMM, and leaves f32
+/// tensors unquantized), when that fits [`WIDEN_LIMIT`]; `None` when nothing is gained.
+/// The f32 values are the quantized ones exactly, so the model is the same model; what
+/// changes is that activations are no longer rounded to 8 bits for the dot products.
+fn widen<R: std::io::Read + std::io::Seek>(
+    content: &Content,
+    reader: &mut R,
+    device: &Device,
+) -> candle_core::Result<Option<Vec<u8>>> {
+    let infos = &content.tensor_infos;
+    if !infos.values().any(|t| SLOW_QUANTS.contains(&t.ggml_dtype)) {
+        return Ok(None);
+    }
+    let wide_bytes: u64 = infos
+        .values()
+        .map(|t| t.shape.elem_count() as u64 * 4)
+        .sum();
+    if wide_bytes > WIDEN_LIMIT {
+        return Ok(None);
+    }
+    let mut tensors = Vec::with_capacity(infos.len());
+    for name in infos.keys() {
+        let tensor = content.tensor(reader, name, device)?;
+        let tensor = if SLOW_QUANTS.contains(&tensor.dtype()) {
+            QTensor::quantize(&tensor.dequantize(device)?, GgmlDType::F32)?
+        } else {
+            tensor
+        };
+        tensors.push((name.as_str(), tensor));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+    let mut out = Cursor::new(Vec::with_capacity(wide_bytes as usize + (1 << 20)));
+    gguf_file::write(&mut out, &metadata, &refs)?;
+    Ok(Some(out.into_inner()))
 }
