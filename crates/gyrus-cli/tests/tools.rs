@@ -36,6 +36,7 @@ fn call_describe_undo_and_refuse_through_the_daemon() {
         "fs.move",
         "sec.grant",
         "sec.revoke",
+        "sec.grants",
         "sec.audit",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");

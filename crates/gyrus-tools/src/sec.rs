@@ -1,4 +1,5 @@
-//! The owner's security controls as tools: `sec.grant`, `sec.revoke`, `sec.audit`.
+//! The owner's security controls as tools: `sec.grant`, `sec.revoke`, `sec.grants`,
+//! `sec.audit`.
 //!
 //! They ask the broker for the same actions the API's own grant routes do (`grant.add`,
 //! `grant.revoke`), so the core policy that keeps consent the owner's applies to them too:
@@ -19,6 +20,7 @@ use crate::{ToolEnv, Tools};
 pub fn register(tools: &mut Tools) {
     tools.register(Typed::new(SecGrant));
     tools.register(Typed::new(SecRevoke));
+    tools.register(Typed::new(SecGrants));
     tools.register(Typed::new(SecAudit));
 }
 
@@ -278,6 +280,61 @@ pub struct AuditView {
     pub reason: String,
     /// What happened (outcomes).
     pub outcome: Option<String>,
+}
+
+/// Arguments of `sec.grants`: none.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsArgs {}
+
+/// Output of `sec.grants`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GrantsOutput {
+    /// The grants in force: not revoked, not expired, uses left.
+    pub grants: Vec<GrantView>,
+}
+
+/// `sec.grants`.
+#[derive(Debug)]
+pub struct SecGrants;
+
+impl TypedTool for SecGrants {
+    type Args = GrantsArgs;
+    type Output = GrantsOutput;
+    const NAME: &'static str = "sec.grants";
+    const DESCRIPTION: &'static str =
+        "List the grants in force: who may do what on which resources, until when.";
+    const RISK: Risk = Risk::Read;
+
+    fn requirements(
+        &self,
+        _args: &GrantsArgs,
+        _env: &ToolEnv,
+    ) -> Result<Vec<Requirement>, ToolError> {
+        Ok(vec![Requirement::new("grant.list", "grant:*")?])
+    }
+
+    fn run(&self, cx: &CallContext<'_>, _args: GrantsArgs) -> Result<Ran<GrantsOutput>, ToolError> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let grants = cx
+            .kernel
+            .broker()
+            .grants()
+            .list()
+            .map_err(|e| ToolError::Internal(e.to_string()))?
+            .into_iter()
+            .filter(|g| g.revoked_at.is_none())
+            .filter(|g| g.expires_at.is_none_or(|at| at > now))
+            .filter(|g| g.max_uses.is_none_or(|max| g.uses < max))
+            .map(GrantView::from)
+            .collect();
+        Ok(Ran {
+            output: GrantsOutput { grants },
+            undo: None,
+        })
+    }
 }
 
 /// Output of `sec.audit`.
