@@ -74,6 +74,14 @@ consolidate_secs = 600
 sketch_budget_bytes = 2048
 # Above this many vectors, semantic search uses the HNSW index instead of an exact scan.
 hnsw_threshold = 20000
+
+[router]
+# The cheapest tier whose predicted chance of success reaches this many percent answers.
+threshold_percent = 70
+# What each agent may spend on priced cortices over a rolling day, in US cents; 0: no limit.
+daily_budget_cents = 0
+# The tokens each agent may use over a rolling day; 0: no limit.
+daily_budget_tokens = 0
 "#;
 
 /// The whole configuration file.
@@ -90,6 +98,30 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// `[memory]`: the memory fabric.
     pub memory: MemoryConfig,
+    /// `[router]`: the frontal lobe's router.
+    pub router: RouterConfig,
+}
+
+/// `[router]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// The least predicted chance of success, in percent, for a tier to be chosen.
+    pub threshold_percent: u8,
+    /// Each agent's spending limit over a rolling day, in US cents; 0 for none.
+    pub daily_budget_cents: u64,
+    /// Each agent's token limit over a rolling day; 0 for none.
+    pub daily_budget_tokens: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            threshold_percent: 70,
+            daily_budget_cents: 0,
+            daily_budget_tokens: 0,
+        }
+    }
 }
 
 /// `[memory]`.
@@ -327,6 +359,9 @@ impl Config {
         }
         if !(100..=100_000_000).contains(&self.memory.hnsw_threshold) {
             return invalid("memory.hnsw_threshold", "must be between 100 and 100000000");
+        }
+        if !(1..=100).contains(&self.router.threshold_percent) {
+            return invalid("router.threshold_percent", "must be between 1 and 100");
         }
         if self.tools.undo_retention_days > 3650 {
             return invalid("tools.undo_retention_days", "must be at most 3650");

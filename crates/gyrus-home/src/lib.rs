@@ -21,7 +21,7 @@ mod resolve;
 pub use atomic::write_atomic;
 pub use config::{
     ApiConfig, Config, ConfigError, DaemonConfig, MemoryConfig, OnConflict, RateLimitConfig,
-    SessionsConfig, ToolsConfig,
+    RouterConfig, SessionsConfig, ToolsConfig,
 };
 pub use layout::{Home, HomeError, InitReport, Layer, LayerUsage};
 pub use lock::{DaemonLock, LockError};
