@@ -147,7 +147,7 @@ pub fn resolve_model(spec: &CortexSpec, models_dir: &Path) -> Result<PathBuf, Re
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(fail(match alias {
             Some(alias) => format!(
                 "its model `{alias}` is {}, which does not exist: put the file there \
-                 (`cargo xtask fetch-models` fetches it) or give a .gguf path",
+                 (`gyrus cortex pull smollm2` fetches it) or give a .gguf path",
                 path.display()
             ),
             None => format!(

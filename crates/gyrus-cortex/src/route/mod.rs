@@ -309,6 +309,12 @@ impl Router {
         &self.skills
     }
 
+    /// Replaces the skills (the daemon starts on rules alone and swaps in the embedded
+    /// index once the encoder has run).
+    pub fn set_skills(&mut self, skills: SkillIndex) {
+        self.skills = skills;
+    }
+
     /// The predictor.
     pub fn predictor(&self) -> &Predictor {
         &self.predictor
