@@ -86,11 +86,7 @@ pub(crate) async fn replay(frontal: &Frontal, caller: &Principal, text: &str) ->
 type Bindings = Vec<(String, String)>;
 
 /// The best current procedure of `ns` whose template binds `text`.
-fn find(
-    memory: &MemoryStore,
-    ns: &Namespace,
-    text: &str,
-) -> Option<(String, Procedure, Bindings)> {
+fn find(memory: &MemoryStore, ns: &Namespace, text: &str) -> Option<(String, Procedure, Bindings)> {
     let query = Query {
         text: text.to_owned(),
         namespaces: vec![ns.clone()],
