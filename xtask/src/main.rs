@@ -9,7 +9,8 @@
 //!   routing quality.
 //! - `deps`: only the installation step.
 //! - `fetch-models`: only the test models (the embedded cortex's SmolLM2 GGUF), into
-//!   `.cache/models/`, so `cargo test -p gyrus-cortex` finds them.
+//!   `.cache/models/`, so `cargo test -p gyrus-cortex` finds them, and the `openai` Python
+//!   client into `.cache/python/`, so `cargo test -p gyrus-cli --test gateway` finds it.
 
 mod conformance;
 mod tools;
@@ -26,14 +27,18 @@ fn main() -> std::process::ExitCode {
         "test" => test(),
         "bench" => bench(),
         "deps" => tools::install(&root()).map(|_| ()),
-        "fetch-models" => tools::fetch_models(&root()).map(|_| ()),
+        "fetch-models" => tools::fetch_models(&root())
+            .and_then(|_| tools::fetch_python(&root()))
+            .map(|_| ()),
         "conformance" => conformance_only(),
         _ => {
             eprintln!("usage: cargo xtask <test|bench|deps|fetch-models|conformance>");
             eprintln!("  test   install test dependencies, then fmt, clippy, deny and every test");
             eprintln!("  bench  every benchmark (see BENCHES in xtask/src/main.rs)");
             eprintln!("  deps   only install test dependencies");
-            eprintln!("  fetch-models  only download the test models into .cache/models/");
+            eprintln!(
+                "  fetch-models  only download the test models (and the openai Python client)"
+            );
             eprintln!("  conformance  only the MCP conformance suite against a real daemon");
             return std::process::ExitCode::from(2);
         }
@@ -114,6 +119,8 @@ fn test() -> anyhow::Result<()> {
 
     let mut test = full_build();
     test.args(["test", "--workspace", "--locked"]);
+    // The gateway test runs the official openai Python client from here.
+    test.env("GYRUS_PYTHONPATH", &tools.python_path);
     step("cargo test --workspace", test)?;
 
     // The official MCP conformance suite against a real daemon's /mcp: the binary the
@@ -143,7 +150,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// (package, bench target, what it measures)
-const BENCHES: [(&str, &str, &str); 11] = [
+const BENCHES: [(&str, &str, &str); 12] = [
     (
         "gyrus-cli",
         "startup",
@@ -193,6 +200,11 @@ const BENCHES: [(&str, &str, &str); 11] = [
         "gyrus-cortex",
         "local",
         "embedded cortex (SmolLM2-135M GGUF): load, prompt and generation tokens/s",
+    ),
+    (
+        "gyrus-cli",
+        "gateway",
+        "OpenAI gateway overhead: /v1/chat/completions against the scripted server directly",
     ),
     (
         "gyrus-cortex",

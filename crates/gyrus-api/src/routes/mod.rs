@@ -4,7 +4,10 @@
 pub(crate) mod agents;
 mod audit;
 mod consent;
+mod cortices;
+pub(crate) mod frontal;
 mod ipc;
+mod openai;
 mod sessions;
 mod system;
 mod tokens;
@@ -224,6 +227,28 @@ fn routes() -> Routes {
         Who::Anyone,
         audit::consistency,
     )
+    .add(Verb::Get, "/api/v1/cortices", Who::Devices, cortices::list)
+    .add(Verb::Post, "/api/v1/cortices", Who::Owner, cortices::add)
+    .add(
+        Verb::Delete,
+        "/api/v1/cortices/{name}",
+        Who::Owner,
+        cortices::remove,
+    )
+    .add(
+        Verb::Post,
+        "/api/v1/cortices/{name}/test",
+        Who::Owner,
+        cortices::test,
+    )
+    .add(Verb::Post, "/api/v1/ask", Who::Anyone, frontal::ask)
+    .add(
+        Verb::Post,
+        "/api/v1/route/explain",
+        Who::Anyone,
+        frontal::explain,
+    )
+    .add(Verb::Get, "/api/v1/routes", Who::Devices, frontal::routes)
     .add(Verb::Get, "/api/v1/tools", Who::Anyone, tools::list)
     .add(
         Verb::Get,
@@ -311,6 +336,21 @@ fn routes() -> Routes {
         Who::Devices,
         audit::why,
     )
+    // The OpenAI-compatible gateway (routes/openai.rs), for any token: the caller is the
+    // agent its calls are queued and budgeted for.
+    .add(Verb::Get, "/v1/models", Who::Anyone, openai::models)
+    .add(
+        Verb::Post,
+        "/v1/chat/completions",
+        Who::Anyone,
+        openai::chat_completions,
+    )
+    .add(
+        Verb::Post,
+        "/v1/embeddings",
+        Who::Anyone,
+        openai::embeddings,
+    )
     // MCP streamable HTTP (crate::mcp): every tool, called as the authenticated principal.
     .add(Verb::Post, "/mcp", Who::Anyone, mcp.clone())
     .add(Verb::Get, "/mcp", Who::Anyone, mcp.clone())
@@ -396,6 +436,13 @@ async fn require_owner(request: Request, next: Next) -> Response {
         audit::consistency,
         audit::show,
         audit::why,
+        cortices::list,
+        cortices::add,
+        cortices::remove,
+        cortices::test,
+        frontal::ask,
+        frontal::explain,
+        frontal::routes,
         tools::list,
         tools::describe,
         tools::call,
@@ -411,6 +458,9 @@ async fn require_owner(request: Request, next: Next) -> Response {
         sessions::board,
         sessions::post,
         sessions::check,
+        openai::models,
+        openai::chat_completions,
+        openai::embeddings,
         crate::mcp::post_doc,
         crate::mcp::get_doc,
         crate::mcp::delete_doc,
@@ -427,6 +477,9 @@ async fn require_owner(request: Request, next: Next) -> Response {
         (name = "tools", description = "Typed tools: list, describe, call through the consent broker, undo"),
         (name = "sessions", description = "The session manager: LLM client sessions (Claude Code, Codex, Gemini CLI, Aider), their hooks, path leases, the board, messages, conflict prediction"),
         (name = "audit", description = "The tamper-evident audit trail: entries, why, verify, signed tree heads, RFC 6962 proofs"),
+        (name = "frontal", description = "The frontal lobe: ask (the agent loop: reactive skills, cortices, tools through the broker), route explain, the route log"),
+        (name = "cortices", description = "The configured cortices (model endpoints): list with health, add, remove, test; keys are never sent, only where they are found"),
+        (name = "gateway", description = "The OpenAI-compatible gateway: /v1/models, /v1/chat/completions (streamed or not, with tools) and /v1/embeddings, for any OpenAI client with base_url http://<daemon>/v1 and a gyrus token as its key; errors in OpenAI's shape"),
         (name = "mcp", description = "Every tool over MCP (streamable HTTP), decided and audited like the tools routes"),
     )
 )]
