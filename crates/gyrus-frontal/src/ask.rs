@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::procedures::Replayed;
 use crate::{Frontal, FrontalError, refusal};
 use gyrus_memory::procedure::TraceStep;
+use gyrus_memory::text::prefix as cut;
 
 /// Model turns one question may take (each tool round is one).
 pub const MAX_STEPS: usize = 8;
@@ -571,28 +572,9 @@ fn offered_tools(frontal: &Frontal) -> Vec<(String, ToolDef)> {
         .collect()
 }
 
-/// At most `max` bytes of `s`, cut at a char boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cut_respects_char_boundaries() {
-        assert_eq!(cut("héllo", 2), "h");
-        assert_eq!(cut("héllo", 3), "hé");
-        assert_eq!(cut("abc", 10), "abc");
-    }
 
     #[test]
     fn only_the_owner_s_words_are_trusted() {

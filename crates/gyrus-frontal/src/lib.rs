@@ -205,6 +205,18 @@ pub struct Served {
     pub reason: String,
 }
 
+impl Served {
+    /// A reactive skill's answer.
+    fn skill(found: &gyrus_cortex::route::SkillMatch, route_id: Option<i64>, reason: &str) -> Self {
+        Served {
+            by: format!("skill:{}", found.skill.id),
+            tier: Tier::Reactive,
+            route_id,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
 /// The frontal lobe. See the crate docs.
 pub struct Frontal {
     registry_path: PathBuf,
@@ -698,15 +710,7 @@ impl Frontal {
                         stop: StopReason::EndTurn,
                         model: format!("gyrus/skill:{}", found.skill.id),
                     };
-                    return Ok((
-                        response,
-                        Served {
-                            by: format!("skill:{}", found.skill.id),
-                            tier: Tier::Reactive,
-                            route_id,
-                            reason: route.reason.clone(),
-                        },
-                    ));
+                    return Ok((response, Served::skill(found, route_id, &route.reason)));
                 }
                 Target::Cortex(name) => name.clone(),
             };
@@ -787,12 +791,7 @@ impl Frontal {
                 ];
                 return Ok((
                     futures_util::stream::iter(events).boxed(),
-                    Served {
-                        by: format!("skill:{}", found.skill.id),
-                        tier: Tier::Reactive,
-                        route_id,
-                        reason: route.reason.clone(),
-                    },
+                    Served::skill(found, route_id, &route.reason),
                 ));
             }
             Target::Cortex(name) => name.clone(),

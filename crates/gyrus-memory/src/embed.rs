@@ -95,7 +95,10 @@ impl Embedder for PocketEmbedder {
         }
         // It reads at most 128 tokens anyway; cutting long texts first keeps its 64 KiB
         // per-input bound from ever refusing an item.
-        let cut: Vec<&str> = texts.iter().map(|t| prefix(t, 8 * 1024)).collect();
+        let cut: Vec<&str> = texts
+            .iter()
+            .map(|t| crate::text::prefix(t, 8 * 1024))
+            .collect();
         let encoder = match self.encoder.get() {
             Some(e) => e,
             None => {
@@ -105,18 +108,6 @@ impl Embedder for PocketEmbedder {
         };
         encoder.embed(&cut).map_err(|e| EmbedError(e.to_string()))
     }
-}
-
-/// At most `max` bytes of `s`, cut at a char boundary.
-fn prefix(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
@@ -138,6 +129,6 @@ mod tests {
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
         assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.2);
         assert!(e.embed(&["  "]).is_err());
-        assert_eq!(prefix("aé", 2), "a");
+        assert_eq!(crate::text::prefix("aé", 2), "a");
     }
 }

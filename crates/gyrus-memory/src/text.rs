@@ -213,6 +213,18 @@ pub fn coverage(terms: &[String], text: &str) -> f64 {
     found as f64 / terms.len() as f64
 }
 
+/// At most `max` bytes of `s`, cut at a char boundary.
+pub fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn same_word(a: &str, b: &str) -> bool {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     short == long || (short.chars().count() >= 4 && long.starts_with(short))
