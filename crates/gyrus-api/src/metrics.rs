@@ -143,6 +143,71 @@ impl Metrics {
     }
 }
 
+/// The model-call scheduler's state and its wait and turnaround times, per cortex and class,
+/// as OpenMetrics gauges (the scheduler keeps its own histograms; these are their summaries).
+pub fn scheduler_text(stats: &gyrus_kernel::scheduler::SchedulerStats) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, f64)>| {
+        let _ = writeln!(out, "# TYPE gyrus_scheduler_{name} gauge");
+        let _ = writeln!(out, "# HELP gyrus_scheduler_{name} {help}");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "gyrus_scheduler_{name}{{{labels}}} {value}");
+        }
+    };
+    let classes = || {
+        stats.cortexes.iter().flat_map(|(cortex, c)| {
+            [("interactive", c.interactive), ("background", c.background)]
+                .into_iter()
+                .map(move |(class, s)| {
+                    (
+                        format!("cortex=\"{}\",class=\"{class}\"", escape(cortex)),
+                        s,
+                    )
+                })
+        })
+    };
+    family(
+        "queued",
+        "Model calls waiting for a slot.",
+        &mut classes().map(|(l, s)| (l, s.queued as f64)),
+    );
+    family(
+        "running",
+        "Model calls holding a slot.",
+        &mut classes().map(|(l, s)| (l, s.running as f64)),
+    );
+    family(
+        "completed",
+        "Model calls that gave their slot back.",
+        &mut classes().map(|(l, s)| (l, s.completed as f64)),
+    );
+    for (q, pick) in [("p50", 0usize), ("p95", 1), ("p99", 2)] {
+        let at = |s: &gyrus_kernel::scheduler::Summary| {
+            [s.p50_us, s.p95_us, s.p99_us][pick] as f64 / 1e6
+        };
+        family(
+            &format!("wait_{q}_seconds"),
+            "Time from asking for a slot to getting it.",
+            &mut classes().map(|(l, s)| (l, at(&s.wait))),
+        );
+        family(
+            &format!("turnaround_{q}_seconds"),
+            "Time from asking for a slot to giving it back.",
+            &mut classes().map(|(l, s)| (l, at(&s.turnaround))),
+        );
+    }
+    out
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Resident set size, from `VmRSS` in /proc/self/status (reported in KiB whatever the page
 /// size).
 fn resident_bytes() -> Option<i64> {

@@ -260,6 +260,15 @@ fn the_embedded_smollm2_answers_through_the_operational_tier() {
     assert_eq!(newest["kind"], "cortex");
     assert_eq!(newest["cortex"], "small");
     assert!(newest["tokens"].as_u64().unwrap() > 0);
+    // Both calls went through the scheduler, and its metrics say so.
+    let metrics = daemon.unix("GET /metrics HTTP/1.1", b"");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("gyrus_scheduler_completed{cortex=\"small\",class=\"interactive\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("gyrus_scheduler_wait_p95_seconds{cortex=\"small\""));
+    assert!(text.trim_end().ends_with("# EOF"));
 }
 
 #[test]

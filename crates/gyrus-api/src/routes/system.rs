@@ -116,10 +116,18 @@ pub(crate) async fn status(State(state): State<ApiStateRef>) -> Result<Json<Stat
 pub(crate) async fn metrics(
     State(state): State<ApiStateRef>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let text = state
+    let mut text = state
         .metrics
         .render(state.started.elapsed().as_secs_f64())
         .map_err(ApiError::internal)?;
+    if let Some(frontal) = &state.frontal {
+        // Before the closing `# EOF`, which must stay last.
+        let at = text.rfind("# EOF").unwrap_or(text.len());
+        text.insert_str(
+            at,
+            &crate::metrics::scheduler_text(&frontal.scheduler_stats()),
+        );
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
