@@ -94,7 +94,6 @@ fn step(name: &str, mut command: Command) -> anyhow::Result<()> {
 
 fn test() -> anyhow::Result<()> {
     let root = root();
-
     let tools = tools::install(&root)?;
 
     let mut fmt = cargo();
@@ -112,6 +111,12 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ]);
     step("cargo clippy -D warnings", clippy)?;
+
+    // cargo-deny reads the metadata of every package in Cargo.lock, for every platform;
+    // a build downloads only this platform's, so fetch the rest first (registries only).
+    let mut fetch = cargo();
+    fetch.args(["fetch", "--locked"]);
+    step("cargo fetch", fetch)?;
 
     let mut deny = Command::new(&tools.cargo_deny);
     deny.args(["--offline", "check", "bans", "licenses", "sources"]);
