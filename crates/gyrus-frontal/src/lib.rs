@@ -563,6 +563,15 @@ impl Frontal {
         if text.trim().is_empty() {
             return None;
         }
+        // Through the memory fabric's cache of query embeddings when there is one: the
+        // procedure lookup before routing has usually just embedded this text.
+        if let Some(memory) = self.memory.clone() {
+            let text = text.to_owned();
+            return tokio::task::spawn_blocking(move || memory.query_embedding(&text))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
         self.embed(vec![text.to_owned()])
             .await
             .ok()

@@ -947,6 +947,22 @@ impl MemoryStore {
         })
     }
 
+    /// The embedding of a query text, from the recent-queries cache when it is there (as
+    /// [`MemoryStore::query`] would embed it), so a caller that searches and also needs the
+    /// vector embeds once.
+    pub fn query_embedding(&self, text: &str) -> Result<Vec<f32>, MemoryError> {
+        let text = text.trim();
+        if let Some(v) = lock(&self.hot).query_vector(text) {
+            return Ok(v);
+        }
+        let v =
+            self.embed_all(&[text])?.into_iter().next().ok_or_else(|| {
+                MemoryError::Embed(EmbedError("the encoder returned nothing".into()))
+            })?;
+        lock(&self.hot).put_query_vector(text, &v);
+        Ok(v)
+    }
+
     /// The search behind [`MemoryStore::query`], with the query's embedding (when it needs
     /// one) from `embedding`, which is always called, after the full-text search.
     fn search(
