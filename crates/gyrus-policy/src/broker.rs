@@ -255,7 +255,7 @@ impl ConsentBroker {
                     _ => format!("; {} holds no grant for it", principal.id()),
                 };
                 let intent_note = if principal.is_owner() && !request.intent_source.is_trusted() {
-                    "; the owner's calls need a trusted intent"
+                    "; the owner's calls need the owner's own intent (or an approved plan's grant)"
                 } else {
                     ""
                 };

@@ -213,12 +213,12 @@ fn an_untrusted_intent_source_denies() {
     assert_outcome(&d, Outcome::Deny);
     assert!(d.reason.contains("untrusted"), "{}", d.reason);
 
-    // The owner's own calls need a trusted intent too.
+    // The owner's own calls need the owner's own intent too.
     let mut owner_req = call(owner(), "fs.write", "path:/w/a");
     owner_req.intent_source = IntentSource::Untrusted("retrieved:notes.md".into());
     let d = f.broker.decide(&owner_req, &[], t0());
     assert_outcome(&d, Outcome::Deny);
-    assert!(d.reason.contains("trusted intent"), "{}", d.reason);
+    assert!(d.reason.contains("the owner's own intent"), "{}", d.reason);
 }
 
 #[test]
@@ -251,14 +251,50 @@ fn a_revoked_grant_denies_on_the_very_next_decision() {
 #[test]
 fn the_owner_with_a_trusted_intent_is_allowed() {
     let f = fixture();
-    for source in [IntentSource::Owner, IntentSource::Plan("pl_1".into())] {
-        let mut req = call(owner(), "fs.write", "path:/w/a");
-        req.intent_source = source;
-        let d = f.broker.decide(&req, &[], t0());
-        assert_outcome(&d, Outcome::Allow);
-        assert_eq!(d.policies, ["core.owner"]);
-        assert_eq!(d.grant_id, None);
-    }
+    let req = call(owner(), "fs.write", "path:/w/a");
+    let d = f.broker.decide(&req, &[], t0());
+    assert_outcome(&d, Outcome::Allow);
+    assert_eq!(d.policies, ["core.owner"]);
+    assert_eq!(d.grant_id, None);
+}
+
+#[test]
+fn a_plan_on_the_owner_s_behalf_asks_then_runs_only_under_its_grants() {
+    let f = fixture();
+    let mut req = call(owner(), "fs.write", "path:/w/a").with_plan("pl_1");
+    req.intent_source = IntentSource::Plan("pl_1".into());
+    // No grant yet: the owner is asked (the plan's intent is trusted), never allowed outright.
+    let d = f.broker.decide(&req, &[], t0());
+    assert_outcome(&d, Outcome::Ask);
+    assert_eq!(d.policies, ["core.plan"]);
+    // The owner approves exactly this call for this intent: it runs under the grant.
+    f.grants
+        .add(
+            NewGrant {
+                intent: Some(req.intent.clone()),
+                ..grant(&owner(), &["fs.write"], &["path:/w/a"])
+            },
+            t0(),
+        )
+        .unwrap();
+    let d = f.broker.decide(&req, &[], t0());
+    assert_outcome(&d, Outcome::Allow);
+    assert_eq!(d.policies, ["core.grant"]);
+    assert!(d.grant_id.is_some(), "{d:?}");
+    // A call the owner did not approve is still only a question.
+    let mut other = call(owner(), "fs.write", "path:/w/b").with_plan("pl_1");
+    other.intent_source = IntentSource::Plan("pl_1".into());
+    assert_outcome(&f.broker.decide(&other, &[], t0()), Outcome::Ask);
+    // A plan may not touch consent, even the owner's plan: refused, not asked.
+    let mut widen = call(owner(), "grant.create", "agent:ag_1").with_plan("pl_1");
+    widen.intent_source = IntentSource::Plan("pl_1".into());
+    let d = f.broker.decide(&widen, &[], t0());
+    assert_outcome(&d, Outcome::Deny);
+    assert_eq!(d.policies, ["core.consent-is-the-owners"]);
+    // Untrusted text on the owner's behalf is neither allowed nor put to the owner.
+    let mut untrusted = call(owner(), "fs.write", "path:/w/a");
+    untrusted.intent_source = IntentSource::Untrusted("model:m".into());
+    assert_outcome(&f.broker.decide(&untrusted, &[], t0()), Outcome::Deny);
 }
 
 #[test]
