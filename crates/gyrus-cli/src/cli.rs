@@ -565,6 +565,11 @@ pub struct AskArgs {
     /// Use this cortex instead of the router's choice
     #[arg(long)]
     pub cortex: Option<String>,
+    /// When the model's tool calls need your approval, wait up to SECS for it (in another
+    /// terminal: `gyrus approvals`, `gyrus approve ID`) and go on; at most the daemon's
+    /// request timeout less a second [default: answer at once with the plan to approve]
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<u64>,
     #[command(flatten)]
     pub json: JsonArg,
 }

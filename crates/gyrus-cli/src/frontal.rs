@@ -42,7 +42,8 @@ fn call(
 
 /// `gyrus ask "…"`.
 pub fn ask(home: Option<&Path>, args: AskArgs) -> anyhow::Result<()> {
-    let body = json!({"text": args.text, "agent": args.agent, "cortex": args.cortex});
+    let body = json!({"text": args.text, "agent": args.agent, "cortex": args.cortex,
+        "wait_ms": args.wait.map(|secs| secs.saturating_mul(1000))});
     let v = call(home, Method::POST, "/api/v1/ask", Some(body), ASK_TIMEOUT)?;
     if args.json.json {
         return print_json(&v);

@@ -1,6 +1,7 @@
 //! `gyrus ask` and `gyrus route …` against a real daemon: reactive skills answer through
 //! tools with no model, the embedded SmolLM2 answers through the operational tier, a failed
-//! answer escalates, tool calls go through the broker, and every decision is logged.
+//! answer escalates, the model's tool calls go through the broker (for the owner, as one plan
+//! the owner approves once), and every decision is logged.
 //!
 //! Paid APIs are stood in for by a scripted OpenAI-compatible server on loopback.
 
@@ -313,60 +314,251 @@ fn an_answer_that_fails_validation_escalates_to_the_next_tier() {
     );
 }
 
-#[test]
-fn model_tool_calls_go_through_the_broker_and_their_results_are_fed_back() {
-    let home = tempfile::tempdir().unwrap();
-    let model = Scripted::start(vec![
-        calls("sys__health", json!({})),
-        says("The machine is fine."),
-    ]);
+/// An OpenAI chat completion calling each `(tool, args)` in one turn.
+fn calls_all(tools: &[(&str, Value)]) -> Value {
+    let calls: Vec<Value> = tools
+        .iter()
+        .enumerate()
+        .map(|(i, (tool, args))| {
+            json!({"id": format!("call_{}", i + 1), "type": "function",
+                   "function": {"name": tool, "arguments": args.to_string()}})
+        })
+        .collect();
+    json!({
+        "id": "chatcmpl-3", "object": "chat.completion", "created": 1, "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": calls}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 8, "total_tokens": 38}
+    })
+}
+
+fn planner(home: &Path, model: &Scripted) {
     cortices(
-        home.path(),
+        home,
         &format!(
             "[[cortex]]\nname = \"planner\"\ndriver = \"openai\"\nmodel = \"p\"\n\
              tier = \"tactical\"\nurl = \"{}\"\n",
             model.url()
         ),
     );
-    let daemon = Daemon::start(home.path(), None, &[]);
-    let v = ask_json(
-        &daemon,
-        &["give me a short health summary of this host with advice"],
-    );
-    assert_eq!(v["cortex"], "planner", "{v}");
-    let call = &v["tool_calls"][0];
-    assert_eq!(call["tool"], "sys.health", "{v}");
-    let seq = call["audit_seq"].as_u64().unwrap().to_string();
-    let decision = call["decision"].as_str().unwrap();
-    assert!(["allow", "deny", "ask"].contains(&decision), "{decision}");
-    // The model's idea is not the owner's: the intent is recorded as untrusted.
-    let why = ok(daemon.cli(&["audit", "why", &seq, "--json"]));
-    assert!(why.contains("untrusted"), "{why}");
+}
 
-    let requests = model.requests();
-    assert_eq!(requests.len(), 2, "{requests:?}");
-    // The first request offered the tools, under wire-safe names.
-    let offered: Vec<&str> = requests[0]["tools"]
+/// The tool results the model was sent in request `n`, by call id.
+fn tool_results(model: &Scripted, n: usize) -> Vec<(String, String)> {
+    model.requests()[n]["messages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap())
-        .collect();
-    assert!(offered.contains(&"sys__health"), "{offered:?}");
-    assert!(offered.iter().all(|n| !n.contains('.')));
-    // The second carried the call and its result.
-    let messages = requests[1]["messages"].as_array().unwrap();
-    let result = messages
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_model_s_tool_calls_are_one_plan_the_owner_approves_once() {
+    let home = tempfile::tempdir().unwrap();
+    let two = calls_all(&[("sys__health", json!({})), ("process__list", json!({}))]);
+    let model = Scripted::start(vec![
+        two.clone(),
+        two.clone(),
+        says("The machine is fine."),
+        two,
+    ]);
+    planner(home.path(), &model);
+    let daemon = Daemon::start(home.path(), None, &[]);
+    let question = "give me a short health summary of this host with advice";
+
+    let v = ask_json(&daemon, &[question]);
+    assert_eq!(v["cortex"], "planner", "{v}");
+    // The first request offered the tools, under wire-safe names.
+    let offered: Vec<String> = model.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
         .iter()
-        .find(|m| m["role"] == "tool")
-        .expect("a tool result");
-    assert_eq!(result["tool_call_id"], "call_1");
-    if decision == "allow" {
-        assert!(result["content"].as_str().unwrap().contains("uptime_secs"));
-    }
-    if decision != "ask" {
-        assert_eq!(v["answer"], "The machine is fine.");
-    }
+        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(offered.contains(&"sys__health".to_owned()), "{offered:?}");
+    assert!(offered.iter().all(|n| !n.contains('.')));
+    // Both calls were put to the owner, in one consent request, and nothing ran.
+    let made = v["tool_calls"].as_array().unwrap();
+    assert_eq!(made.len(), 2, "{v}");
+    assert!(
+        made.iter()
+            .all(|c| c["decision"] == "ask" && c["ok"] == false)
+    );
+    let consent = v["approval"]["consent_id"].as_str().unwrap().to_owned();
+    assert!(
+        made.iter().all(|c| c["consent_id"] == consent.as_str()),
+        "{v}"
+    );
+    assert_eq!(v["approval"]["status"], "pending");
+    assert_eq!(v["approval"]["calls"].as_array().unwrap().len(), 2, "{v}");
+    let answer = v["answer"].as_str().unwrap();
+    assert!(
+        answer.contains(&format!("gyrus approve {consent}")),
+        "{answer}"
+    );
+    assert_eq!(v["validated"], false);
+    assert_eq!(model.requests().len(), 1, "the model was told nothing yet");
+    let pending: Value = serde_json::from_str(&ok(daemon.cli(&["approvals", "--json"]))).unwrap();
+    let pending = pending["approvals"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["id"], consent.as_str());
+    assert_eq!(pending[0]["plan_id"], v["approval"]["plan_id"]);
+    assert_eq!(pending[0]["calls"].as_array().unwrap().len(), 2);
+    // The audit trail says the intent was the owner's question, as a plan.
+    let seq = made[0]["audit_seq"].as_u64().unwrap().to_string();
+    let why = ok(daemon.cli(&["audit", "why", &seq]));
+    assert!(why.contains("answering: give me a short health"), "{why}");
+    assert!(why.contains("plan:pl_"), "{why}");
+    assert!(why.contains("core.plan"), "{why}");
+
+    // One approval covers the plan: asked again, both calls run under its grants.
+    ok(daemon.cli(&["approve", &consent]));
+    let v = ask_json(&daemon, &[question]);
+    assert_eq!(v["answer"], "The machine is fine.", "{v}");
+    assert_eq!(v["approval"], Value::Null);
+    let made = v["tool_calls"].as_array().unwrap();
+    assert_eq!(made.len(), 2, "{v}");
+    assert!(
+        made.iter()
+            .all(|c| c["decision"] == "allow" && c["ok"] == true),
+        "{v}"
+    );
+    assert_eq!(model.requests().len(), 3);
+    let results = tool_results(&model, 2);
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0].0, "call_1");
+    assert!(results[0].1.contains("uptime_secs"), "{results:?}");
+    let seq = made[0]["audit_seq"].as_u64().unwrap().to_string();
+    let why = ok(daemon.cli(&["audit", "why", &seq]));
+    assert!(why.contains("core.grant"), "{why}");
+    // Learned: the same question again replays the two calls under the same grants, no model.
+    let learned = v["learned"]
+        .as_str()
+        .expect("a learned procedure")
+        .to_owned();
+    let again = ask_json(&daemon, &[question]);
+    assert_eq!(again["procedure"], learned.as_str(), "{again}");
+    assert_eq!(model.requests().len(), 3, "the model was called again");
+    // The grants name this question only: a different one is a new plan to approve.
+    let v = ask_json(
+        &daemon,
+        &["and now a longer health report with more advice please"],
+    );
+    assert_eq!(v["approval"]["status"], "pending", "{v}");
+    assert_ne!(v["approval"]["consent_id"], consent.as_str());
+}
+
+#[test]
+fn with_wait_the_loop_goes_on_when_the_owner_answers() {
+    let home = tempfile::tempdir().unwrap();
+    let model = Scripted::start(vec![
+        calls("sys__health", json!({})),
+        says("Healthy."),
+        calls("sys__health", json!({})),
+        says("I could not check."),
+    ]);
+    planner(home.path(), &model);
+    let daemon = Daemon::start(home.path(), None, &[]);
+    // Answers the first consent request that shows up, as the owner would in another terminal.
+    let answer = |verb: &'static str| {
+        let daemon = &daemon;
+        move || {
+            for _ in 0..400 {
+                let v: Value =
+                    serde_json::from_str(&ok(daemon.cli(&["approvals", "--json"]))).unwrap();
+                if let Some(id) = v["approvals"][0]["id"].as_str() {
+                    ok(daemon.cli(&[verb, id]));
+                    return id.to_owned();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            panic!("no consent request showed up");
+        }
+    };
+    let (v, approved) = std::thread::scope(|scope| {
+        let owner = scope.spawn(answer("approve"));
+        let v = ask_json(
+            &daemon,
+            &[
+                "give me a short health summary of this host",
+                "--wait",
+                "20",
+            ],
+        );
+        (v, owner.join().unwrap())
+    });
+    assert_eq!(v["approval"]["consent_id"], approved.as_str(), "{v}");
+    assert_eq!(v["approval"]["status"], "approved");
+    assert_eq!(v["answer"], "Healthy.", "{v}");
+    let made = v["tool_calls"].as_array().unwrap();
+    let decisions: Vec<&str> = made
+        .iter()
+        .map(|c| c["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["ask", "allow"], "{v}");
+    assert_eq!(made[1]["ok"], true);
+    assert_eq!(model.requests().len(), 2);
+    assert!(tool_results(&model, 1)[0].1.contains("uptime_secs"));
+
+    // Denied: the model hears so and answers without it.
+    let (v, denied) = std::thread::scope(|scope| {
+        let owner = scope.spawn(answer("deny"));
+        let v = ask_json(
+            &daemon,
+            &["how healthy is this host, in one word", "--wait", "20"],
+        );
+        (v, owner.join().unwrap())
+    });
+    assert_eq!(v["approval"]["status"], "denied", "{v}");
+    assert_eq!(v["answer"], "I could not check.", "{v}");
+    let results = tool_results(&model, 3);
+    assert!(results[0].1.contains("denied"), "{results:?}");
+    assert!(results[0].1.contains(&denied), "{results:?}");
+}
+
+#[test]
+fn a_token_s_model_calls_are_untrusted_and_never_put_to_the_owner() {
+    let home = tempfile::tempdir().unwrap();
+    let model = Scripted::start(vec![
+        calls("sys__health", json!({})),
+        says("The machine is fine."),
+    ]);
+    planner(home.path(), &model);
+    let daemon = Daemon::start(home.path(), None, &[]);
+    let token = daemon.create_token("laptop");
+    let body = json!({"text": "give me a short health summary of this host with advice"});
+    let r = daemon.tcp(
+        &format!(
+            "POST /api/v1/ask HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}",
+            body.to_string().len()
+        ),
+        body.to_string().as_bytes(),
+    );
+    let v = r.json();
+    assert_eq!(v["cortex"], "planner", "{v}");
+    let call = &v["tool_calls"][0];
+    assert_eq!(call["decision"], "deny", "{v}");
+    assert_eq!(call["consent_id"], Value::Null);
+    assert_eq!(v["approval"], Value::Null);
+    let why = ok(daemon.cli(&["audit", "why", &call["audit_seq"].to_string()]));
+    assert!(why.contains("untrusted:model:planner"), "{why}");
+    // The refusal was fed back, and the model answered.
+    assert_eq!(v["answer"], "The machine is fine.");
+    assert!(tool_results(&model, 1)[0].1.contains("deny"));
+    let pending: Value = serde_json::from_str(&ok(daemon.cli(&["approvals", "--json"]))).unwrap();
+    assert_eq!(
+        pending["approvals"].as_array().unwrap().len(),
+        0,
+        "{pending}"
+    );
 }
 
 #[test]
@@ -385,7 +577,9 @@ fn a_daily_budget_stops_spending_on_priced_cortices() {
             model.url()
         ),
     );
-    let config = "[router]\ndaily_budget_cents = 50\n";
+    // 50 cents a day for every agent, but the agent `ci` may spend $2.
+    let config =
+        "[router]\ndaily_budget_cents = 50\n[router.agents.ci]\ndaily_budget_cents = 200\n";
     let daemon = Daemon::start(home.path(), Some(config), &[]);
     let question = "draft a two-line release note for version 2";
     for _ in 0..2 {
@@ -402,6 +596,10 @@ fn a_daily_budget_stops_spending_on_priced_cortices() {
         "{err}"
     );
     assert_eq!(model.requests().len(), 2);
+    // An agent with its own limit still has room.
+    let v = ask_json(&daemon, &[question, "--agent", "ci"]);
+    assert_eq!(v["cortex"], "frontier", "{v}");
+    assert_eq!(model.requests().len(), 3);
     // Reactive skills cost nothing and still answer.
     let v = ask_json(&daemon, &["how much disk space is free?"]);
     assert_eq!(v["skill"], "disk");

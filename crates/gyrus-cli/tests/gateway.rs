@@ -18,7 +18,7 @@ use std::process::Command;
 use pretty_assertions::assert_eq;
 use scripted::Scripted;
 use serde_json::{Value, json};
-use support::{Daemon, Response};
+use support::{Daemon, Response, ok};
 
 /// Must match `OPENAI_PYTHON` in xtask/src/tools.rs.
 const OPENAI_PYTHON: &str = "openai-3.57.0";
@@ -203,6 +203,19 @@ fn completions_plain_streamed_and_with_tools() {
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(last["usage"]["total_tokens"], 19);
+    // Its outcome was recorded once the stream ended: validated, with its tokens.
+    let route_id: i64 = r.header("x-gyrus-route-id").unwrap().parse().unwrap();
+    let log: Value = serde_json::from_str(&ok(s.daemon.cli(&["route", "log", "--json"]))).unwrap();
+    let logged = log["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == route_id)
+        .expect("the streamed call is in the route log")
+        .clone();
+    assert_eq!(logged["actual_outcome"], true, "{logged}");
+    assert_eq!(logged["tokens"], 19, "{logged}");
+    assert_eq!(logged["cortex"], "stub", "{logged}");
 
     // Streamed without include_usage: the usage rides on the finishing chunk.
     let r = post(

@@ -4,11 +4,18 @@
 //! 2. A reactive skill: call its read-only tool through the broker, as the caller, on the
 //!    caller's own intent; answer from its output in words. No model.
 //! 3. A cortex: send the conversation (a short system prompt and the question). From the
-//!    tool tier up, the registry's tools are offered. Each tool call the model makes goes
-//!    through the broker as the caller, with the intent marked untrusted (it is the model's
-//!    idea, not the owner's words), so the broker decides it on policy and grants alone; its
-//!    result (or refusal) is fed back. The transcript is repaired before every call, so every
-//!    tool call has its result.
+//!    tool tier up, the registry's tools are offered. The model's tool calls go through the
+//!    broker as the caller; their results (or refusals) are fed back. The transcript is
+//!    repaired before every call, so every tool call has its result.
+//!    - For the owner, the calls are a **plan** on the owner's behalf: the intent is the
+//!      owner's question (`IntentSource::Plan`), and the core policy `core.plan` runs a call
+//!      only under a grant the owner's approval created, else asks. Every call of the answer
+//!      joins one consent request (the broker bundles per plan id), so the owner approves the
+//!      plan once, seeing every call; approving creates a grant for exactly each listed call.
+//!      With `wait_ms`, the loop waits for the answer and goes on (approved: the calls run;
+//!      denied: the model hears so); without, it answers with the plan to approve.
+//!    - For anyone else, the intent is untrusted (the model's idea, not the owner's words):
+//!      policy and grants alone decide, and nobody is asked.
 //! 4. Every answer is validated; one that fails moves to the next tier up with a cortex the
 //!    agent can afford ([`gyrus_cortex::route::Router::escalate`]).
 //! 5. The outcome goes to the log, the predictor and the agent's budget.
@@ -53,6 +60,23 @@ pub struct AskRequest {
     /// A cortex to use instead of the router's choice.
     #[serde(default)]
     pub cortex: Option<String>,
+    /// When the model's calls need the owner's approval, wait up to this many milliseconds
+    /// for it and go on; 0 or unset answers at once with the plan to approve.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// A plan of tool calls waiting for (or answered by) the owner.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanApproval {
+    /// The plan's id (`plan_id` in the audit trail).
+    pub plan_id: String,
+    /// The one consent request bundling its calls (`gyrus approve ID`).
+    pub consent_id: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    /// The calls the owner is asked about, as `action resource`.
+    pub calls: Vec<String>,
 }
 
 /// One tool call the loop made.
@@ -68,6 +92,8 @@ pub struct AskToolCall {
     pub audit_seq: Option<u64>,
     /// `allow`, `deny`, `ask`, or `error` when it never reached the broker.
     pub decision: String,
+    /// For `ask`: the consent request it joined.
+    pub consent_id: Option<String>,
     /// Whether it ran and succeeded.
     pub ok: bool,
     /// Why it was refused or failed.
@@ -118,6 +144,8 @@ pub struct AskResponse {
     pub latency_ms: u64,
     /// The route log's id of the decision.
     pub route_id: Option<i64>,
+    /// The plan of tool calls put to the owner, if one was.
+    pub approval: Option<PlanApproval>,
 }
 
 impl Frontal {
@@ -136,8 +164,14 @@ impl Frontal {
         let agent = request.agent.unwrap_or_else(|| caller.id());
         let started = Instant::now();
         let forced = request.cortex;
+        // What the loop does for the owner is one plan: a replayed procedure's steps and the
+        // model's calls alike; every call of it needing approval joins one consent request.
+        let plan = match caller {
+            Principal::Owner { .. } => Some(plan_id()),
+            _ => None,
+        };
         let replayed = match forced {
-            None => crate::procedures::replay(self, caller, &text).await,
+            None => crate::procedures::replay(self, caller, &text, plan.as_deref()).await,
             Some(_) => None,
         };
         if let Some(Replayed {
@@ -169,7 +203,9 @@ impl Frontal {
             cost: 0.0,
             latency_ms: 0,
             route_id,
+            approval: None,
         };
+        let wait = std::time::Duration::from_millis(request.wait_ms.unwrap_or(0));
 
         if let Some(Replayed {
             id,
@@ -267,36 +303,65 @@ impl Frontal {
                         break;
                     }
                     messages.push(answer.message.clone());
-                    let mut waiting = false;
+                    let how = Calling {
+                        caller,
+                        question: &text,
+                        cortex,
+                        plan: plan.as_deref(),
+                    };
+                    let mut turn = Vec::with_capacity(calls.len());
                     for call in calls {
                         let tool = offered
                             .iter()
                             .find(|(_, def)| def.name == call.name)
                             .map_or_else(|| call.name.clone(), |(name, _)| name.clone());
-                        let (result, made, output) = run_tool(
-                            self,
-                            caller,
-                            &tool,
-                            &call.id,
-                            call.arguments.clone(),
-                            &text,
-                            cortex,
-                        )
-                        .await;
+                        let ran =
+                            run_tool(self, &how, &tool, &call.id, call.arguments.clone()).await;
+                        turn.push((tool, call.arguments.clone(), ran));
+                    }
+                    let asked = turn.iter().find_map(|(_, _, (_, made, _))| {
+                        made.consent_id.clone().filter(|_| made.decision == "ask")
+                    });
+                    let mut pending = false;
+                    if let Some(consent_id) = asked {
+                        let approval = self
+                            .await_approval(plan.as_deref(), &consent_id, wait)
+                            .await;
+                        let status = approval.status.clone();
+                        pending = status == "pending" || status == "missing";
+                        response.approval = Some(approval);
+                        if status == "approved" {
+                            // The grants exist now: the asked calls run, under them.
+                            for (tool, args, ran) in &mut turn {
+                                if ran.1.decision == "ask" {
+                                    response.tool_calls.push(ran.1.clone());
+                                    *ran = run_tool(self, &how, tool, &ran.0.call_id, args.clone())
+                                        .await;
+                                }
+                            }
+                        } else if !pending {
+                            for (_, _, ran) in &mut turn {
+                                if ran.1.decision == "ask" {
+                                    ran.0.content = format!(
+                                        "refused: the owner {status} this plan's consent request {consent_id}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    for (tool, args, (result, made, output)) in turn {
                         trace.push(TraceStep {
-                            tool: tool.clone(),
-                            args: call.arguments.clone(),
+                            tool,
+                            args,
                             ok: output.is_some(),
                             output: output.unwrap_or(serde_json::Value::Null),
                         });
-                        waiting |= made.decision == "ask";
                         response.tool_calls.push(made);
                         messages.push(Message::tool_result(result));
                     }
-                    if waiting {
-                        response.answer = "A tool call needs your approval: `gyrus approvals` \
-                             shows it; approve it and ask again."
-                            .into();
+                    if pending && let Some(approval) = &response.approval {
+                        response.answer = plan_message(approval);
+                        response.validated = false;
                         break;
                     }
                 }
@@ -377,6 +442,57 @@ impl Frontal {
             cost: 0.0,
             latency_ms,
             route_id,
+            approval: None,
+        }
+    }
+}
+
+impl Frontal {
+    /// The plan's consent request as it stands, after waiting up to `wait` for the owner to
+    /// answer it (approve, deny) or for it to expire.
+    async fn await_approval(
+        &self,
+        plan: Option<&str>,
+        consent_id: &str,
+        wait: std::time::Duration,
+    ) -> PlanApproval {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for the next answer before looking, so one in between is not missed.
+            let answered = self.kernel.next_consent_answer();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            let (kernel, id) = (self.kernel.clone(), consent_id.to_owned());
+            let found = tokio::task::spawn_blocking(move || {
+                kernel.consents().get(&id, std::time::SystemTime::now())
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+            let status = found
+                .as_ref()
+                .and_then(|c| serde_json::to_value(c.status).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "missing".into());
+            let approval = PlanApproval {
+                plan_id: plan.unwrap_or_default().to_owned(),
+                consent_id: consent_id.to_owned(),
+                status,
+                calls: found
+                    .iter()
+                    .flat_map(|c| &c.calls)
+                    .map(|c| format!("{} {}", c.action, c.resource))
+                    .collect(),
+            };
+            if approval.status != "pending" || tokio::time::Instant::now() >= deadline {
+                return approval;
+            }
+            tokio::select! {
+                _ = &mut answered => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.kernel.closing() => return approval,
+            }
         }
     }
 }
@@ -443,23 +559,37 @@ fn caller_intent(caller: &Principal) -> IntentSource {
     }
 }
 
+/// Who makes a model's tool calls, and on what intent.
+struct Calling<'a> {
+    caller: &'a Principal,
+    question: &'a str,
+    cortex: &'a str,
+    /// The plan the calls belong to (the owner's asks only).
+    plan: Option<&'a str>,
+}
+
 /// Runs one tool call the model asked for; returns the result to feed back and the record.
 async fn run_tool(
     frontal: &Frontal,
-    caller: &Principal,
+    how: &Calling<'_>,
     tool: &str,
     call_id: &str,
     args: serde_json::Value,
-    question: &str,
-    cortex: &str,
 ) -> (ToolResult, AskToolCall, Option<serde_json::Value>) {
+    let (intent_source, plan_id) = match how.plan {
+        Some(plan) => (IntentSource::Plan(plan.to_owned()), Some(plan.to_owned())),
+        None => (
+            IntentSource::Untrusted(format!("model:{}", how.cortex)),
+            None,
+        ),
+    };
     let call = ToolCall {
-        principal: caller.clone(),
+        principal: how.caller.clone(),
         tool: tool.to_owned(),
         args,
-        intent: format!("answering: {}", cut(question, 512)),
-        intent_source: IntentSource::Untrusted(format!("model:{cortex}")),
-        plan_id: None,
+        intent: plan_intent(how.question),
+        intent_source,
+        plan_id,
     };
     let (made, output) = call_tool(frontal, call).await;
     let content = match (&output, &made.error) {
@@ -493,6 +623,7 @@ async fn call_tool(frontal: &Frontal, call: ToolCall) -> (AskToolCall, Option<se
                 action_id: None,
                 audit_seq: None,
                 decision: "error".into(),
+                consent_id: None,
                 ok: false,
                 error: Some(format!("the tool call stopped: {e}")),
             },
@@ -519,6 +650,7 @@ pub(crate) fn made(
                     action_id: Some(result.action_id.clone()),
                     audit_seq: Some(result.decision.seq),
                     decision: outcome_name(result.decision.outcome).to_owned(),
+                    consent_id: result.decision.consent_id.clone(),
                     ok,
                     error: if ok {
                         None
@@ -536,12 +668,42 @@ pub(crate) fn made(
                 action_id: None,
                 audit_seq: None,
                 decision: "error".into(),
+                consent_id: None,
                 ok: false,
                 error: Some(e.to_string()),
             },
             None,
         ),
     }
+}
+
+/// A new plan id, unique in this daemon's life and across restarts: `pl_`, the time in
+/// milliseconds and a counter, in hex.
+fn plan_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("pl_{:x}{:04x}", crate::now_ms(), n & 0xffff)
+}
+
+/// The intent of a model's calls on a question: the question, in the owner's words. An
+/// approval's grants require exactly this intent, so they cover this question only.
+pub(crate) fn plan_intent(question: &str) -> String {
+    format!("answering: {}", cut(question, 512))
+}
+
+/// What the owner is told when a plan waits for them.
+fn plan_message(approval: &PlanApproval) -> String {
+    format!(
+        "This needs your approval: {} tool call{} in plan {} ({}). Approve them at once with \
+         `gyrus approve {}` (or deny with `gyrus deny {}`), then ask again; `gyrus ask --wait \
+         SECS` goes on as soon as you answer.",
+        approval.calls.len(),
+        if approval.calls.len() == 1 { "" } else { "s" },
+        approval.plan_id,
+        approval.calls.join("; "),
+        approval.consent_id,
+        approval.consent_id,
+    )
 }
 
 fn outcome_name(outcome: gyrus_policy::Outcome) -> &'static str {

@@ -38,7 +38,8 @@ use gyrus_cortex::route::{
     Target, Tier, skill,
 };
 use gyrus_cortex::types::{
-    ChatRequest, ChatResponse, Message, Role, StopReason, StreamEvent, Usage,
+    ChatRequest, ChatResponse, Message, Price, Role, StopReason, StreamCollector, StreamEvent,
+    ToolDef, Usage,
 };
 use gyrus_home::{Home, Layer};
 use gyrus_kernel::Kernel;
@@ -48,7 +49,7 @@ use gyrus_tools::Tools;
 use serde::Serialize;
 
 pub use answer::{bytes, skill_answer};
-pub use ask::{AskRequest, AskResponse, AskToolCall, Attempt};
+pub use ask::{AskRequest, AskResponse, AskToolCall, Attempt, PlanApproval};
 pub use cortices::{CortexStatus, KeyEnv};
 pub use log::{LogError, LoggedRoute, PastOutcome, RouteLog};
 
@@ -769,20 +770,23 @@ impl Frontal {
 
     /// Like [`Frontal::complete`], streamed: no escalation (the answer is already on its way
     /// when it could be judged). The scheduler's slot is held until the stream ends or is
-    /// dropped.
+    /// dropped. When it ends, the answer is validated like any other and its outcome, tokens
+    /// and cost go to the route log, the budget and the predictor; a stream dropped before its
+    /// end (the client went away) is logged with no outcome and what it had spent.
     pub async fn complete_stream(
-        &self,
+        self: &Arc<Self>,
         agent: &str,
         choice: ModelChoice,
         request: ChatRequest,
         caller: &gyrus_policy::Principal,
     ) -> Result<(EventStream, Served), FrontalError> {
         check_request(&request)?;
+        let started = Instant::now();
         let text = last_user_text(&request);
         let (decision, embedding) = self
             .gateway_decision(agent, &choice, &request, &text)
             .await?;
-        let record = RouteRecord::new(now_ms(), agent, &text, &decision);
+        let mut record = RouteRecord::new(now_ms(), agent, &text, &decision);
         let route_id = self.log_decision(&text, embedding.as_deref(), &record);
         let route = match &decision {
             Decision::Route(route) => route.clone(),
@@ -791,6 +795,9 @@ impl Frontal {
         let name = match &route.target {
             Target::Skill(found) => {
                 let (answer, _) = ask::run_skill(self, found, &text, caller).await;
+                record.latency_ms = started.elapsed().as_millis() as u64;
+                record.actual_outcome = Some(true);
+                self.learn(route_id, &record, &text, None, &[], agent);
                 let events = vec![
                     Ok(StreamEvent::TextDelta(answer)),
                     Ok(StreamEvent::Done {
@@ -819,8 +826,23 @@ impl Frontal {
                 cortex: name.clone(),
                 source,
             })?;
+        record.tier = Some(route.tier);
+        record.cortex = Some(name.clone());
+        record.reason = route.reason.clone();
+        let settle = Settle {
+            frontal: Arc::clone(self),
+            route_id,
+            record,
+            text,
+            embedding,
+            agent: agent.to_owned(),
+            tools: request.tools.clone(),
+            price: spec.price.unwrap_or_default(),
+            started,
+            seen: Some(StreamCollector::new()),
+        };
         Ok((
-            hold(stream, permit),
+            hold(stream, permit, settle),
             Served {
                 by: name,
                 tier: route.tier,
@@ -865,21 +887,81 @@ impl Frontal {
     }
 }
 
-/// The stream, with the scheduler's permit released when it ends or is dropped.
-fn hold(stream: EventStream, permit: Permit) -> EventStream {
+/// The stream, with the scheduler's permit released and the outcome settled ([`Settle`])
+/// when it ends or is dropped.
+fn hold(stream: EventStream, permit: Permit, settle: Settle) -> EventStream {
     futures_util::stream::unfold(
-        (stream, Some(permit)),
-        |(mut stream, mut permit)| async move {
+        (stream, Some(permit), Some(settle)),
+        |(mut stream, mut permit, mut settle)| async move {
             match stream.next().await {
-                Some(item) => Some((item, (stream, permit))),
+                Some(item) => {
+                    if let (Some(settle), Ok(event)) = (settle.as_mut(), &item) {
+                        settle.see(event.clone());
+                    }
+                    Some((item, (stream, permit, settle)))
+                }
                 None => {
                     permit.take();
+                    settle.take();
                     None
                 }
             }
         },
     )
     .boxed()
+}
+
+/// What a streamed gateway call records when its stream ends or is dropped: its outcome
+/// (validated like any answer once it is whole), tokens, cost and latency, into the route
+/// log, the agent's budget and the predictor. Recording on drop covers both ends.
+struct Settle {
+    frontal: Arc<Frontal>,
+    route_id: Option<i64>,
+    record: RouteRecord,
+    text: String,
+    embedding: Option<Vec<f32>>,
+    agent: String,
+    tools: Vec<ToolDef>,
+    price: Price,
+    started: Instant,
+    seen: Option<StreamCollector>,
+}
+
+impl Settle {
+    fn see(&mut self, event: StreamEvent) {
+        if let Some(seen) = self.seen.as_mut() {
+            seen.push(event);
+        }
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        let Some(seen) = self.seen.take() else {
+            return;
+        };
+        let done = seen.is_done();
+        let answer = seen.finish("");
+        let tier = self.record.tier;
+        self.record.tokens = answer.usage.input_tokens + answer.usage.output_tokens;
+        self.record.cost = self.price.cost(&answer.usage);
+        self.record.latency_ms = self.started.elapsed().as_millis() as u64;
+        // A stream cut off before its end says nothing about the model: no outcome.
+        let outcome = done.then(|| gyrus_cortex::route::validate(&answer, &self.tools).is_ok());
+        self.record.actual_outcome = outcome;
+        let tried: Vec<(Tier, bool)> = match (tier, outcome) {
+            (Some(tier), Some(ok)) => vec![(tier, ok)],
+            _ => Vec::new(),
+        };
+        self.frontal.learn(
+            self.route_id,
+            &self.record,
+            &self.text,
+            self.embedding.as_deref(),
+            &tried,
+            &self.agent,
+        );
+    }
 }
 
 fn check_request(request: &ChatRequest) -> Result<(), FrontalError> {
@@ -918,16 +1000,23 @@ pub(crate) fn refusal(decision: &Decision) -> FrontalError {
     }
 }
 
-/// Every agent's daily limits from `[router]`.
+/// Every agent's daily limits from `[router]`: the default, and `[router.agents.NAME]`'s
+/// own limits instead for the agents named there (0 there lifts that limit).
 fn budgets(config: &gyrus_home::RouterConfig) -> Budgets {
+    let daily = |cents: u64, tokens: u64| BudgetLimit {
+        max_cost_usd: (cents > 0).then(|| cents as f64 / 100.0),
+        max_tokens: (tokens > 0).then_some(tokens),
+        window_ms: BudgetLimit::DAY_MS,
+    };
     let mut budgets = Budgets::new();
     if config.daily_budget_cents > 0 || config.daily_budget_tokens > 0 {
-        budgets.default_limit(BudgetLimit {
-            max_cost_usd: (config.daily_budget_cents > 0)
-                .then(|| config.daily_budget_cents as f64 / 100.0),
-            max_tokens: (config.daily_budget_tokens > 0).then_some(config.daily_budget_tokens),
-            window_ms: BudgetLimit::DAY_MS,
-        });
+        budgets.default_limit(daily(config.daily_budget_cents, config.daily_budget_tokens));
+    }
+    for (agent, own) in &config.agents {
+        budgets.limit(
+            agent.clone(),
+            daily(own.daily_budget_cents, own.daily_budget_tokens),
+        );
     }
     budgets
 }

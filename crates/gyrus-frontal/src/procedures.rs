@@ -38,14 +38,21 @@ fn namespace(caller: &Principal) -> Option<Namespace> {
 }
 
 /// Finds the caller's procedure whose intent template binds `text` and replays it; `None`
-/// when there is no memory fabric or no procedure matches.
-pub(crate) async fn replay(frontal: &Frontal, caller: &Principal, text: &str) -> Option<Replayed> {
+/// when there is no memory fabric or no procedure matches. With a `plan` (the owner's asks),
+/// the steps are that plan's calls; see [`Runner`].
+pub(crate) async fn replay(
+    frontal: &Frontal,
+    caller: &Principal,
+    text: &str,
+    plan: Option<&str>,
+) -> Option<Replayed> {
     let memory = frontal.memory.clone()?;
     let ns = namespace(caller)?;
     let tools = frontal.tools.clone();
     let kernel = frontal.kernel.clone();
     let caller = caller.clone();
     let text = text.to_owned();
+    let plan = plan.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
         let (item, mut found, bindings) = find(&memory, &ns, &text)?;
         let mut runner = Runner {
@@ -54,6 +61,7 @@ pub(crate) async fn replay(frontal: &Frontal, caller: &Principal, text: &str) ->
             caller: &caller,
             intent: &text,
             procedure: &item,
+            plan: plan.as_deref(),
             calls: Vec::new(),
         };
         let outcome = procedure::replay(&found, &bindings, &mut runner);
@@ -148,25 +156,39 @@ pub(crate) async fn learn(
 }
 
 /// Runs a replayed step through the broker as the caller. The steps were a model's calls
-/// when learned, so their intent stays untrusted: policy and grants decide them as before.
+/// when learned. For the owner they are calls of the ask's plan, on the owner's question, like
+/// the model's own ([`crate::ask`]): they run under the grants an approval of that question
+/// created, else join the plan's consent request (and the replay fails over to the router).
+/// For anyone else their intent is untrusted: policy and grants decide them.
 struct Runner<'a> {
     tools: &'a Arc<gyrus_tools::Tools>,
     kernel: &'a Arc<gyrus_kernel::Kernel>,
     caller: &'a Principal,
     intent: &'a str,
     procedure: &'a str,
+    plan: Option<&'a str>,
     calls: Vec<AskToolCall>,
 }
 
 impl StepRunner for Runner<'_> {
     fn run(&mut self, tool: &str, args: &Value) -> Result<Value, String> {
-        let call = ToolCall {
-            principal: self.caller.clone(),
-            tool: tool.to_owned(),
-            args: args.clone(),
-            intent: format!("replaying {} for: {}", self.procedure, self.intent),
-            intent_source: IntentSource::Untrusted(format!("procedure:{}", self.procedure)),
-            plan_id: None,
+        let call = match self.plan {
+            Some(plan) => ToolCall {
+                principal: self.caller.clone(),
+                tool: tool.to_owned(),
+                args: args.clone(),
+                intent: crate::ask::plan_intent(self.intent),
+                intent_source: IntentSource::Plan(plan.to_owned()),
+                plan_id: Some(plan.to_owned()),
+            },
+            None => ToolCall {
+                principal: self.caller.clone(),
+                tool: tool.to_owned(),
+                args: args.clone(),
+                intent: format!("replaying {} for: {}", self.procedure, self.intent),
+                intent_source: IntentSource::Untrusted(format!("procedure:{}", self.procedure)),
+                plan_id: None,
+            },
         };
         let (made, output) =
             crate::ask::made(tool, args.clone(), self.tools.call(self.kernel, &call));

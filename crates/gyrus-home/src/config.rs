@@ -82,6 +82,10 @@ threshold_percent = 70
 daily_budget_cents = 0
 # The tokens each agent may use over a rolling day; 0: no limit.
 daily_budget_tokens = 0
+# One agent's own limits instead of those (0: no limit), e.g. for `gyrus ask --agent ci`:
+# [router.agents.ci]
+# daily_budget_cents = 500
+# daily_budget_tokens = 0
 "#;
 
 /// The whole configuration file.
@@ -112,6 +116,20 @@ pub struct RouterConfig {
     pub daily_budget_cents: u64,
     /// Each agent's token limit over a rolling day; 0 for none.
     pub daily_budget_tokens: u64,
+    /// `[router.agents.NAME]`: limits of one agent that replace the two above for it.
+    pub agents: std::collections::BTreeMap<String, AgentBudget>,
+}
+
+/// `[router.agents.NAME]`: one agent's daily limits; 0 (or unset) for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentBudget {
+    /// Its spending limit over a rolling day, in US cents.
+    #[serde(default)]
+    pub daily_budget_cents: u64,
+    /// Its token limit over a rolling day.
+    #[serde(default)]
+    pub daily_budget_tokens: u64,
 }
 
 impl Default for RouterConfig {
@@ -120,6 +138,7 @@ impl Default for RouterConfig {
             threshold_percent: 70,
             daily_budget_cents: 0,
             daily_budget_tokens: 0,
+            agents: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -362,6 +381,17 @@ impl Config {
         }
         if !(1..=100).contains(&self.router.threshold_percent) {
             return invalid("router.threshold_percent", "must be between 1 and 100");
+        }
+        if self
+            .router
+            .agents
+            .keys()
+            .any(|name| name.is_empty() || name.len() > 128 || name.chars().any(char::is_control))
+        {
+            return invalid(
+                "router.agents",
+                "agent names must be 1 to 128 characters without control characters",
+            );
         }
         if self.tools.undo_retention_days > 3650 {
             return invalid("tools.undo_retention_days", "must be at most 3650");

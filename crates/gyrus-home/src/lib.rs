@@ -20,8 +20,8 @@ mod resolve;
 
 pub use atomic::write_atomic;
 pub use config::{
-    ApiConfig, Config, ConfigError, DaemonConfig, MemoryConfig, OnConflict, RateLimitConfig,
-    RouterConfig, SessionsConfig, ToolsConfig,
+    AgentBudget, ApiConfig, Config, ConfigError, DaemonConfig, MemoryConfig, OnConflict,
+    RateLimitConfig, RouterConfig, SessionsConfig, ToolsConfig,
 };
 pub use layout::{Home, HomeError, InitReport, Layer, LayerUsage};
 pub use lock::{DaemonLock, LockError};

@@ -89,7 +89,7 @@ pub(crate) fn registry_error(e: gyrus_cortex::registry::RegistryError) -> ApiErr
 /// calls go through the consent broker as the caller, and the answer comes back with the
 /// tier, cortex, tool calls (with their audit ids), tokens and cost.
 #[utoipa::path(post, path = "/api/v1/ask", tag = "frontal",
-    request_body(content = Object, description = "`{text, agent?, cortex?}`"),
+    request_body(content = Object, description = "`{text, agent?, cortex?, wait_ms?}`"),
     responses((status = 200, description = "The answer", body = Object),
               (status = 400, description = "An empty question", body = ErrorBody),
               (status = 503, description = "Nothing configured can serve it", body = ErrorBody)))]
@@ -100,6 +100,11 @@ pub(crate) async fn ask(
 ) -> Result<Json<AskResponse>, ApiError> {
     check_text(&body.text)?;
     let frontal = frontal(&state)?;
+    let mut body = body;
+    // Waiting for the owner's approval must end before the request times out.
+    body.wait_ms = body
+        .wait_ms
+        .map(|ms| u64::try_from(state.max_wait(ms).as_millis()).unwrap_or(u64::MAX));
     let answer = frontal.ask(&principal, body).await.map_err(frontal_error)?;
     Ok(Json(answer))
 }
