@@ -5,52 +5,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod smollm2;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use gyrus_cortex::local::{Finish, Generation, LocalError, LocalModel, Sampling};
 
 const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-fn model_path() -> PathBuf {
-    match std::env::var_os("GYRUS_SMOLLM2_GGUF") {
-        Some(path) => PathBuf::from(path),
-        None => Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .join(".cache/models")
-            .join(SMOLLM2_FILE),
-    }
+fn model_path() -> std::path::PathBuf {
+    smollm2::path()
 }
 
 fn model() -> &'static LocalModel {
     static MODEL: OnceLock<LocalModel> = OnceLock::new();
     MODEL.get_or_init(|| {
         let path = model_path();
-        assert!(
-            path.is_file(),
-            "the test model {} is missing: run `cargo xtask fetch-models` (or point GYRUS_SMOLLM2_GGUF at a copy)",
-            path.display()
-        );
         LocalModel::load(&path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
     })
 }
 
 /// Generates, collecting every piece passed to `on_token`.
 fn run(prompt: &str, sampling: &Sampling) -> (Generation, Vec<String>) {
-    let mut pieces = Vec::new();
-    let generation = model()
-        .generate(prompt, sampling, &mut |piece| {
-            pieces.push(piece.to_string());
-            true
-        })
-        .unwrap();
-    assert_eq!(
-        pieces.concat(),
-        generation.text,
-        "text is what was streamed"
-    );
-    (generation, pieces)
+    smollm2::run(model(), prompt, sampling)
 }
 
 fn sampled(seed: u64, max_tokens: usize) -> Sampling {

@@ -14,9 +14,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod smollm2;
+
 use std::fs::File;
 use std::io::{BufReader, Cursor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use candle_core::quantized::gguf_file::{self, Content, Value};
@@ -25,17 +27,7 @@ use candle_core::{DType, Device, Tensor};
 use gyrus_cortex::local::{Finish, Generation, LocalError, LocalModel, Sampling};
 use sha2::{Digest, Sha256};
 
-const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const NAME: &str = "SmolLM2 135M Instruct, as qwen2";
-
-fn smollm2_path() -> PathBuf {
-    match std::env::var_os("GYRUS_SMOLLM2_GGUF") {
-        Some(path) => PathBuf::from(path),
-        None => Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .join(".cache/models")
-            .join(SMOLLM2_FILE),
-    }
-}
 
 /// The rewritten file as written, and the model loaded from it.
 struct Qwen2 {
@@ -52,12 +44,7 @@ struct Qwen2 {
 fn qwen2() -> &'static Qwen2 {
     static MODEL: OnceLock<Qwen2> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let source = smollm2_path();
-        assert!(
-            source.is_file(),
-            "the test model {} is missing: run `cargo xtask fetch-models` (or point GYRUS_SMOLLM2_GGUF at a copy)",
-            source.display()
-        );
+        let source = smollm2::path();
         let rewritten = qwen2_from_llama(&source);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("smollm2-as-qwen2.gguf");
@@ -161,19 +148,7 @@ fn qwen2_from_llama(source: &Path) -> Rewritten {
 
 /// Generates, collecting every piece passed to `on_token`.
 fn run(prompt: &str, sampling: &Sampling) -> (Generation, Vec<String>) {
-    let mut pieces = Vec::new();
-    let generation = model()
-        .generate(prompt, sampling, &mut |piece| {
-            pieces.push(piece.to_string());
-            true
-        })
-        .unwrap();
-    assert_eq!(
-        pieces.concat(),
-        generation.text,
-        "text is what was streamed"
-    );
-    (generation, pieces)
+    smollm2::run(model(), prompt, sampling)
 }
 
 #[test]
