@@ -121,6 +121,68 @@ fn namespace_filters_never_leak() {
 }
 
 #[test]
+fn each_namespace_is_a_graph_of_its_own() {
+    use gyrus_memory::vector::hnsw::EXACT_MAX;
+    // Three namespaces too large to scan, so every search walks graphs.
+    let per = 2 * EXACT_MAX + 300;
+    let (data, queries) = split(clustered(3 * per + 60, DIM, 40, 13), 60);
+    let (mut flat, mut hnsw) = build(&data, |i| (i % 3) as u32);
+    let one = |ns: u32| ns == 1;
+    let two = |ns: u32| ns != 2;
+    let check = |flat: &FlatIndex, hnsw: &HnswIndex, name: &str| {
+        for (f, label) in [
+            (&one as &dyn Fn(u32) -> bool, "one"),
+            (&two, "two"),
+            (ALL, "all"),
+        ] {
+            for q in &queries {
+                let hits = hnsw.search(q, 10, f);
+                assert_eq!(hits.len(), 10, "{name} {label}");
+                assert!(
+                    hits.iter().all(|h| f((h.id % 3) as u32)),
+                    "{name} {label} leaked"
+                );
+                assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+            }
+            let r = recall(flat, hnsw, &queries, f);
+            assert!(r >= 0.95, "{name} {label} recall {r}");
+        }
+    };
+    check(&flat, &hnsw, "built");
+    // Empty namespace 0: its graph is all tombstones and nothing of it returns; new vectors
+    // in it start a fresh graph that finds them.
+    for id in (0..3 * per as u64).filter(|id| id % 3 == 0) {
+        assert!(hnsw.remove(id));
+        assert!(flat.remove(id));
+    }
+    assert!(hnsw.tombstones() > 0, "no rebuild yet");
+    let zero = |ns: u32| ns == 0;
+    assert!(hnsw.search(&queries[0], 10, &zero).is_empty());
+    // The same vectors under new ids (the queries' distribution).
+    for (i, v) in data.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+        let id = 3_000_000 + i as u64;
+        hnsw.insert(id, 0, v).unwrap();
+        flat.insert(id, 0, v).unwrap();
+    }
+    let r = recall(&flat, &hnsw, &queries, &zero);
+    assert!(r >= 0.95, "recall in the refilled namespace {r}");
+    for q in &queries {
+        assert!(hnsw.search(q, 10, &zero).iter().all(|h| h.id >= 3_000_000));
+    }
+    check(&flat, &hnsw, "refilled");
+    // The file keeps every graph (and loading it checks that no link crosses namespaces).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hnsw.idx");
+    hnsw.save(&path).unwrap();
+    let loaded = HnswIndex::load(&path).unwrap();
+    for q in &queries {
+        for f in [&one as &dyn Fn(u32) -> bool, &two, &zero, ALL] {
+            assert_eq!(hnsw.search(q, 10, f), loaded.search(q, 10, f));
+        }
+    }
+}
+
+#[test]
 fn deleted_items_never_return_and_recall_holds() {
     let (data, queries) = split(clustered(6000 + 200, DIM, 60, 5), 200);
     let (mut flat, mut hnsw) = build(&data, |_| 0);

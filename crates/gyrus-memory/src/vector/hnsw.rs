@@ -19,11 +19,14 @@
 //! live nodes the index rebuilds its links from the live vectors (deterministically, from
 //! the seed), which frees their memory.
 //!
-//! **Filters** are exact. The index counts live vectors per namespace, so it knows how many
-//! pass a filter before it searches (calling the filter once per distinct namespace). When
-//! few pass (under a tenth of the live vectors, or no more than the beam width) it scans the
-//! passing vectors exactly. Otherwise it searches the whole graph but admits only passing
-//! nodes into the result beam, widening the beam in proportion to the share filtered out.
+//! **Namespaces** each get a graph of their own, held in the same arrays: a node links only
+//! to nodes of its namespace, and each namespace has its own entry point and top level. A
+//! search calls the filter once per namespace and walks only the graphs that pass, so
+//! filtering is exact and costs nothing: a query in one namespace of ten touches that
+//! namespace's nodes only, never the other nine tenths of the index (a single graph with
+//! the filter applied during the walk would have to wade through them, or fall back to a
+//! scan). Namespaces that pass with few vectors (at most [`EXACT_MAX`], or four beam
+//! widths) are scanned exactly in one pass; the hits of every namespace searched are merged.
 //!
 //! Storage is laid out for speed on one thread: one contiguous `Vec<f32>` of unit vectors,
 //! level-0 links in one flat array (`M0 + 1` slots per node: count, then links), a
@@ -43,12 +46,15 @@ use std::sync::Mutex;
 use super::flat::top_k;
 use super::persist::{self, Decoder, Encoder, KIND_HNSW};
 use super::simd::{Kernel, KernelOp, dispatch};
-use super::{Hit, IndexError, VectorIndex, hit_order, normalize_into, normalized};
+use super::{Hit, IndexError, VectorIndex, normalize_into, normalized};
 
 /// The highest level a node may get; with `M` ≥ 2 it is never reached in practice.
 const MAX_LEVEL: usize = 16;
 /// The class of a deleted slot: it never passes a filter.
 const DELETED: u32 = 0;
+/// A namespace with at most this many live vectors (or four beam widths, when more) is
+/// scanned exactly rather than walked: its graph would visit about as many nodes.
+pub const EXACT_MAX: usize = 1024;
 
 /// Parameters of an [`HnswIndex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +119,16 @@ impl Cand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Near(std::cmp::Reverse<Cand>);
 
+/// One namespace's share of the index: its live count and the entry point and top level of
+/// its own graph (`None` while it has no live node).
+#[derive(Debug, Clone, Copy, Default)]
+struct Class {
+    ns: u32,
+    live: usize,
+    entry: Option<u32>,
+    max_level: usize,
+}
+
 /// Per-search working memory, reused between searches.
 #[derive(Debug, Default)]
 struct Beam {
@@ -158,6 +174,8 @@ struct Scratch {
     beam: Beam,
     /// Per class: whether it passes the current filter.
     pass: Vec<bool>,
+    /// Search: per class, whether it is scanned exactly.
+    exact: Vec<bool>,
     /// The normalised query.
     query: Vec<f32>,
     /// Insert: entry points of the next level down.
@@ -191,10 +209,8 @@ pub struct HnswIndex {
     upper: Vec<Vec<u32>>,
     slot_of: HashMap<u64, u32>,
     class_of_ns: HashMap<u32, u32>,
-    /// Per class (index 0 unused): its namespace and live count.
-    classes: Vec<(u32, usize)>,
-    entry: Option<u32>,
-    max_level: usize,
+    /// Per class (index 0, `DELETED`, unused): its namespace, live count and graph.
+    classes: Vec<Class>,
     live: usize,
     rng: u64,
     scratch: Mutex<Option<Scratch>>,
@@ -241,9 +257,7 @@ impl HnswIndex {
             upper: Vec::new(),
             slot_of: HashMap::new(),
             class_of_ns: HashMap::new(),
-            classes: vec![(0, 0)],
-            entry: None,
-            max_level: 0,
+            classes: vec![Class::default()],
             live: 0,
             rng: cfg.seed,
             scratch: Mutex::new(None),
@@ -521,7 +535,10 @@ impl HnswIndex {
             return c;
         }
         let c = self.classes.len() as u32;
-        self.classes.push((ns, 0));
+        self.classes.push(Class {
+            ns,
+            ..Class::default()
+        });
         self.class_of_ns.insert(ns, c);
         c
     }
@@ -534,7 +551,7 @@ impl HnswIndex {
         let slot = self.ids.len() as u32;
         let level = self.random_level();
         let class = self.class_for(namespace);
-        self.classes[class as usize].1 += 1;
+        self.classes[class as usize].live += 1;
         self.live += 1;
         self.vectors.extend_from_slice(v);
         self.ids.push(id);
@@ -545,11 +562,13 @@ impl HnswIndex {
         self.upper.push(vec![0; level * (self.cfg.m + 1)]);
         self.slot_of.insert(id, slot);
 
-        let Some(ep) = self.entry else {
-            self.entry = Some(slot);
-            self.max_level = level;
+        let c = &mut self.classes[class as usize];
+        let Some(ep) = c.entry else {
+            c.entry = Some(slot);
+            c.max_level = level;
             return Ok(());
         };
+        let top = c.max_level;
         let mut s = self.take_scratch();
         dispatch(LinkOp {
             ix: self,
@@ -557,20 +576,33 @@ impl HnswIndex {
             slot,
             level,
             ep,
+            top,
         });
-        if level > self.max_level {
-            self.max_level = level;
-            self.entry = Some(slot);
+        let c = &mut self.classes[class as usize];
+        if level > c.max_level {
+            c.max_level = level;
+            c.entry = Some(slot);
         }
         self.put_scratch(s);
         Ok(())
     }
 
-    /// Links the new node `slot` (already stored, at `level`) into the graph from entry
-    /// point `ep`: greedy descent to `level`, then a beam search and heuristic selection on
-    /// each level from there down, with back links.
+    /// Links the new node `slot` (already stored, at `level`) into its namespace's graph
+    /// from that graph's entry point `ep` on its top level `top`: greedy descent to `level`,
+    /// then a beam search and heuristic selection on each level from there down, with back
+    /// links. Every node reached is of the same namespace (or a tombstone that was), so the
+    /// graphs stay apart.
     #[inline(always)]
-    fn link_new<K: Kernel>(&mut self, k: K, s: &mut Scratch, slot: u32, level: usize, ep: u32) {
+    #[allow(clippy::too_many_arguments)]
+    fn link_new<K: Kernel>(
+        &mut self,
+        k: K,
+        s: &mut Scratch,
+        slot: u32,
+        level: usize,
+        ep: u32,
+        top: usize,
+    ) {
         let mut ep = ep;
         // Construction admits every live node; with no tombstones that is every node.
         let pass = if self.tombstones() == 0 {
@@ -583,7 +615,7 @@ impl HnswIndex {
         };
         let v = self.vec(slot);
         let mut d = self.dist(k, v, ep);
-        for l in (level + 1..=self.max_level).rev() {
+        for l in (level + 1..=top).rev() {
             self.greedy(k, v, &mut ep, &mut d, l);
         }
         let mut entries = std::mem::take(&mut s.entries);
@@ -593,7 +625,7 @@ impl HnswIndex {
         let mut chosen = std::mem::take(&mut s.chosen);
         entries.clear();
         entries.push(Cand::new(d, ep));
-        for l in (0..=level.min(self.max_level)).rev() {
+        for l in (0..=level.min(top)).rev() {
             let v = self.vec(slot);
             self.search_layer(
                 k,
@@ -629,58 +661,67 @@ impl HnswIndex {
     }
 
     /// The search proper, after the query is normalised into `s.query` and `s.pass` holds
-    /// the filter per class, `passing` of the live vectors passing it (at least one).
+    /// the filter per class: the small passing namespaces scanned exactly in one pass, each
+    /// larger one's graph walked, and the hits merged.
     #[inline(always)]
-    fn search_normalized<K: Kernel>(
-        &self,
-        k: K,
-        s: &mut Scratch,
-        entry: u32,
-        top: usize,
-        passing: usize,
-    ) -> Vec<Hit> {
-        let mut ef = self.cfg.ef_search.max(top);
+    fn search_normalized<K: Kernel>(&self, k: K, s: &mut Scratch, top: usize) -> Vec<Hit> {
+        let ef = self.cfg.ef_search.max(top);
+        let small = (4 * ef).max(EXACT_MAX);
         let Scratch {
-            beam, pass, query, ..
+            beam,
+            pass,
+            exact,
+            query,
+            ..
         } = s;
-        if passing * 10 < self.live || passing <= ef {
-            // Selective filter: exact scan of the passing vectors.
-            let mut hits = Vec::with_capacity(passing);
+        exact.clear();
+        exact.resize(self.classes.len(), false);
+        let mut any_exact = false;
+        let mut hits = Vec::new();
+        for (c, class) in self.classes.iter().enumerate() {
+            if pass[c] && class.live <= small {
+                exact[c] = true;
+                any_exact = true;
+            }
+        }
+        if any_exact {
             for slot in 0..self.ids.len() {
-                if pass[self.class[slot] as usize] {
+                if exact[self.class[slot] as usize] {
                     hits.push(Hit {
                         id: self.ids[slot],
                         score: k.dot(query, self.vec(slot as u32)),
                     });
                 }
             }
-            return top_k(hits, top);
+            hits = top_k(hits, top);
         }
-        if passing < self.live {
-            ef = (ef * self.live).div_ceil(passing).min(passing);
-        }
-        // Every node passes: skip the per-node class lookup.
-        let pass = if passing == self.ids.len() {
+        // Within a graph every node is of its namespace or a tombstone: with no tombstones
+        // anywhere, skip the per-node class lookup.
+        let admit = if self.tombstones() == 0 {
             None
         } else {
             Some(pass.as_slice())
         };
-        let mut ep = entry;
-        let mut d = self.dist(k, query, ep);
-        for l in (1..=self.max_level).rev() {
-            self.greedy(k, query, &mut ep, &mut d, l);
+        for (c, class) in self.classes.iter().enumerate() {
+            let Some(entry) = class.entry else { continue };
+            if !pass[c] || exact[c] {
+                continue;
+            }
+            let mut ep = entry;
+            let mut d = self.dist(k, query, ep);
+            for l in (1..=class.max_level).rev() {
+                self.greedy(k, query, &mut ep, &mut d, l);
+            }
+            self.search_layer(k, beam, query, &[Cand::new(d, ep)], ef, 0, admit);
+            while beam.res.len() > top {
+                beam.res.pop();
+            }
+            hits.extend(beam.res.drain().map(|c| Hit {
+                id: self.ids[c.slot() as usize],
+                score: 1.0 - c.d(),
+            }));
         }
-        self.search_layer(k, beam, query, &[Cand::new(d, ep)], ef, 0, pass);
-        let mut hits: Vec<Hit> = Vec::with_capacity(top.min(beam.res.len()));
-        while beam.res.len() > top {
-            beam.res.pop();
-        }
-        hits.extend(beam.res.drain().map(|c| Hit {
-            id: self.ids[c.slot() as usize],
-            score: 1.0 - c.d(),
-        }));
-        hits.sort_unstable_by(hit_order);
-        hits
+        top_k(hits, top)
     }
 
     /// Rebuilds the graph from the live vectors, dropping tombstones.
@@ -707,13 +748,15 @@ struct LinkOp<'a> {
     slot: u32,
     level: usize,
     ep: u32,
+    top: usize,
 }
 
 impl KernelOp for LinkOp<'_> {
     type Output = ();
     #[inline(always)]
     fn run<K: Kernel>(self, k: K) {
-        self.ix.link_new(k, self.s, self.slot, self.level, self.ep);
+        self.ix
+            .link_new(k, self.s, self.slot, self.level, self.ep, self.top);
     }
 }
 
@@ -721,17 +764,14 @@ impl KernelOp for LinkOp<'_> {
 struct SearchOp<'a> {
     ix: &'a HnswIndex,
     s: &'a mut Scratch,
-    entry: u32,
     k: usize,
-    passing: usize,
 }
 
 impl KernelOp for SearchOp<'_> {
     type Output = Vec<Hit>;
     #[inline(always)]
     fn run<K: Kernel>(self, k: K) -> Vec<Hit> {
-        self.ix
-            .search_normalized(k, self.s, self.entry, self.k, self.passing)
+        self.ix.search_normalized(k, self.s, self.k)
     }
 }
 
@@ -747,7 +787,14 @@ impl VectorIndex for HnswIndex {
             return false;
         };
         let c = std::mem::replace(&mut self.class[slot as usize], DELETED);
-        self.classes[c as usize].1 -= 1;
+        let class = &mut self.classes[c as usize];
+        class.live -= 1;
+        if class.live == 0 {
+            // Its graph holds only tombstones now: the namespace's next vector starts a new
+            // one (the old nodes go at the next rebuild).
+            class.entry = None;
+            class.max_level = 0;
+        }
         self.live -= 1;
         if self.live == 0 {
             // Nothing left to find: start afresh rather than keep a graph of tombstones.
@@ -759,9 +806,6 @@ impl VectorIndex for HnswIndex {
     }
 
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u32) -> bool) -> Vec<Hit> {
-        let Some(entry) = self.entry else {
-            return Vec::new();
-        };
         if k == 0 || self.live == 0 {
             return Vec::new();
         }
@@ -773,24 +817,20 @@ impl VectorIndex for HnswIndex {
         }
         s.pass.clear();
         s.pass.push(false);
-        let mut passing = 0usize;
-        for &(ns, live) in &self.classes[1..] {
-            let p = live > 0 && filter(ns);
-            if p {
-                passing += live;
-            }
+        let mut any = false;
+        for class in &self.classes[1..] {
+            let p = class.live > 0 && filter(class.ns);
+            any |= p;
             s.pass.push(p);
         }
-        let hits = if passing == 0 {
-            Vec::new()
-        } else {
+        let hits = if any {
             dispatch(SearchOp {
                 ix: self,
                 s: &mut s,
-                entry,
                 k,
-                passing,
             })
+        } else {
+            Vec::new()
         };
         self.put_scratch(s);
         hits
@@ -812,8 +852,6 @@ impl VectorIndex for HnswIndex {
         e.u64(self.cfg.ef_search as u64);
         e.u64(self.cfg.seed);
         e.u64(self.rng);
-        e.u32(self.entry.unwrap_or(u32::MAX));
-        e.u32(self.max_level as u32);
         e.u64(self.ids.len() as u64);
         for slot in 0..self.ids.len() {
             e.u64(self.ids[slot]);
@@ -825,6 +863,14 @@ impl VectorIndex for HnswIndex {
         e.u32s(&self.links0);
         for u in &self.upper {
             e.u32s(u);
+        }
+        // Each namespace's graph: its entry point and top level.
+        let graphs: Vec<&Class> = self.classes.iter().filter(|c| c.entry.is_some()).collect();
+        e.u64(graphs.len() as u64);
+        for c in graphs {
+            e.u32(c.ns);
+            e.u32(c.entry.unwrap_or(u32::MAX));
+            e.u32(c.max_level as u32);
         }
         persist::write_atomic(path, &e.finish())
     }
@@ -845,8 +891,6 @@ impl VectorIndex for HnswIndex {
         };
         let mut ix = HnswIndex::new(dim, cfg).map_err(|e| d.corrupt(e.to_string()))?;
         ix.rng = d.u64()?;
-        let entry = d.u32()?;
-        let max_level = d.u32()? as usize;
         let n = d.count(14 + 4 * dim + 4 * (ix.m0 + 1))?;
         let mut deleted = Vec::with_capacity(n);
         for slot in 0..n {
@@ -858,7 +902,7 @@ impl VectorIndex for HnswIndex {
                 _ => return Err(d.corrupt("bad deleted flag")),
             };
             let level = d.u8()?;
-            if level as usize > MAX_LEVEL || level as usize > max_level {
+            if level as usize > MAX_LEVEL {
                 return Err(d.corrupt("node level out of range"));
             }
             ix.ids.push(id);
@@ -872,7 +916,7 @@ impl VectorIndex for HnswIndex {
                     return Err(d.corrupt(format!("id {id} appears twice")));
                 }
                 let c = ix.class_for(ns);
-                ix.classes[c as usize].1 += 1;
+                ix.classes[c as usize].live += 1;
                 ix.class.push(c);
                 ix.live += 1;
             }
@@ -886,8 +930,31 @@ impl VectorIndex for HnswIndex {
             let len = ix.levels[slot] as usize * (m + 1);
             ix.upper.push(d.u32s(len)?);
         }
+        let graphs = d.count(12)?;
+        for _ in 0..graphs {
+            let ns = d.u32()?;
+            let entry = d.u32()?;
+            let max_level = d.u32()? as usize;
+            let c = match ix.class_of_ns.get(&ns) {
+                Some(&c) if ix.classes[c as usize].entry.is_none() => c,
+                _ => return Err(d.corrupt("a graph for a namespace with no live vector, or twice")),
+            };
+            if entry as usize >= n
+                || ix.levels[entry as usize] as usize != max_level
+                || ix.namespaces[entry as usize] != ns
+            {
+                return Err(d.corrupt("bad entry point"));
+            }
+            let class = &mut ix.classes[c as usize];
+            class.entry = Some(entry);
+            class.max_level = max_level;
+        }
         d.end()?;
-        // Check every link list: count in range, targets in range.
+        if ix.classes[1..].iter().any(|c| c.entry.is_none()) {
+            return Err(d.corrupt("a namespace with live vectors has no graph"));
+        }
+        // Check every link list: count in range, targets in range and in the same namespace
+        // (a walk must never leave its namespace's graph).
         for slot in 0..n {
             for l in 0..=ix.levels[slot] as usize {
                 let (buf, cap) = if l == 0 {
@@ -901,24 +968,23 @@ impl VectorIndex for HnswIndex {
                 if cnt > cap {
                     return Err(d.corrupt("link count out of range"));
                 }
-                if buf[1..1 + cnt]
-                    .iter()
-                    .any(|&t| t as usize >= n || (l > 0 && (ix.levels[t as usize] as usize) < l))
-                {
-                    return Err(d.corrupt("link target out of range"));
+                if buf[1..1 + cnt].iter().any(|&t| {
+                    t as usize >= n
+                        || (l > 0 && (ix.levels[t as usize] as usize) < l)
+                        || ix.namespaces[t as usize] != ix.namespaces[slot]
+                }) {
+                    return Err(d.corrupt("link target out of range or in another namespace"));
                 }
             }
         }
-        if n == 0 {
-            if entry != u32::MAX {
-                return Err(d.corrupt("entry point in an empty index"));
+        // No live node sits above its namespace's top level.
+        for slot in 0..n {
+            if let Some(&c) = ix.class_of_ns.get(&ix.namespaces[slot])
+                && ix.class[slot] != DELETED
+                && ix.levels[slot] as usize > ix.classes[c as usize].max_level
+            {
+                return Err(d.corrupt("node level out of range"));
             }
-        } else {
-            if entry as usize >= n || ix.levels[entry as usize] as usize != max_level {
-                return Err(d.corrupt("bad entry point"));
-            }
-            ix.entry = Some(entry);
-            ix.max_level = max_level;
         }
         Ok(ix)
     }

@@ -12,8 +12,10 @@ use std::path::Path;
 use super::IndexError;
 
 const MAGIC: &[u8; 8] = b"GYRVECIX";
-/// The file format version written and read by this build.
-pub(crate) const VERSION: u32 = 1;
+/// The file format version written and read by this build. 2: an HNSW file holds one graph
+/// per namespace (an entry point and top level each) instead of one for all. An older file
+/// is refused, and the store then rebuilds its index from the stored vectors.
+pub(crate) const VERSION: u32 = 2;
 /// Kind tag of [`super::FlatIndex`] files.
 pub(crate) const KIND_FLAT: u32 = 1;
 /// Kind tag of [`super::HnswIndex`] files.
