@@ -40,6 +40,15 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
 
+/// A batch is split across cores only when each gets at least this many texts.
+const MIN_PER_WORKER: usize = 4;
+
+/// The cores this process may use (counted once).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// The bundled sentence encoder (`pocket-encoder`: paraphrase-MiniLM-L3-v2, 384-d, weights
 /// compiled into the binary; no download, no files). The default embedder.
 ///
@@ -106,7 +115,29 @@ impl Embedder for PocketEmbedder {
                 self.encoder.get_or_init(|| e)
             }
         };
-        encoder.embed(&cut).map_err(|e| EmbedError(e.to_string()))
+        let run = |texts: &[&str]| encoder.embed(texts).map_err(|e| EmbedError(e.to_string()));
+        // The encoder takes one text at a time, and a short text keeps its matrix multiplies
+        // too small to fill the cores: a batch is split across them (in order, one contiguous
+        // share per core), so storing or ingesting many items is not bound to one core.
+        let workers = cores().min(cut.len() / MIN_PER_WORKER).max(1);
+        if workers == 1 {
+            return run(&cut);
+        }
+        let share = cut.len().div_ceil(workers);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = cut
+                .chunks(share)
+                .map(|chunk| scope.spawn(move || run(chunk)))
+                .collect();
+            let mut out = Vec::with_capacity(cut.len());
+            for h in handles {
+                let part = h
+                    .join()
+                    .map_err(|_| EmbedError("the encoder panicked".into()))??;
+                out.extend(part);
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -129,6 +160,20 @@ mod tests {
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
         assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.2);
         assert!(e.embed(&["  "]).is_err());
+        // A batch split across cores keeps its order and gives each text its own vector.
+        let texts: Vec<String> = (0..4 * MIN_PER_WORKER + 1)
+            .map(|i| format!("note number {i}: the backup ran at {} o'clock", i % 12))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let batch = e.embed(&refs).unwrap();
+        assert_eq!(batch.len(), refs.len());
+        for (i, t) in refs.iter().enumerate() {
+            let one = e.embed(&[t]).unwrap().remove(0);
+            assert!(dot(&batch[i], &one) > 0.9999, "text {i}");
+        }
+        let mut bad = refs.clone();
+        bad[3 * MIN_PER_WORKER] = " ";
+        assert!(e.embed(&bad).is_err());
         assert_eq!(crate::text::prefix("aé", 2), "a");
     }
 }

@@ -1001,12 +1001,9 @@ impl MemoryStore {
         // question would count as much as the vector search's best match. Text-only search
         // ranks by BM25 alone.
         let weigh = query.mode == Mode::Hybrid;
-        let mut contents =
-            db.prepare_cached("SELECT content || ' ' || tags FROM items WHERE rowid = ?1")?;
-        for (rank, rowid) in text_hits.iter().enumerate() {
+        for (rank, (rowid, text)) in text_hits.iter().enumerate() {
             let weight = if weigh {
-                let text: String = contents.query_row([rowid], |r| r.get(0))?;
-                crate::text::coverage(&terms, &text)
+                crate::text::coverage(&terms, text)
             } else {
                 1.0
             };
@@ -1014,7 +1011,6 @@ impl MemoryStore {
             e.0 += weight / (RRF_K + rank as f64 + 1.0);
             e.1 = Some(rank + 1);
         }
-        drop(contents);
         for (rank, rowid) in vector_hits.iter().enumerate() {
             let e = fused.entry(*rowid).or_insert((0.0, None, None));
             e.0 += 1.0 / (RRF_K + rank as f64 + 1.0);
@@ -1288,20 +1284,22 @@ fn newest(
     Ok(out)
 }
 
+/// The full-text hits, best first, each with its content and tags (what the fusion weighs).
 fn text_search(
     db: &Connection,
     filter: &Filter,
     ns_ids: &[i64],
     fts: &str,
     depth: usize,
-) -> Result<Vec<i64>, MemoryError> {
+) -> Result<Vec<(i64, String)>, MemoryError> {
     // The namespaces go into the MATCH itself, so FTS5 only scores rows in them (a query
     // in one namespace of ten scores a tenth of the matches); the ns column has no weight
     // in BM25. The join re-checks them.
     let nss: Vec<String> = ns_ids.iter().map(|n| format!("\"{n}\"")).collect();
     let matching = format!("({fts}) AND ns : ({})", nss.join(" OR "));
     let sql = format!(
-        "SELECT items.rowid FROM items_fts JOIN items ON items.rowid = items_fts.rowid \
+        "SELECT items.rowid, items.content || ' ' || items.tags FROM items_fts \
+         JOIN items ON items.rowid = items_fts.rowid \
          WHERE items_fts MATCH ? AND {} AND {} \
          ORDER BY bm25(items_fts, 1.0, 1.0, 0.0) LIMIT {depth}",
         Filter::ns_clause(ns_ids),
@@ -1310,7 +1308,9 @@ fn text_search(
     let mut stmt = db.prepare_cached(&sql)?;
     let mut params: Vec<rusqlite::types::Value> = vec![rusqlite::types::Value::Text(matching)];
     params.extend(filter.params.iter().cloned());
-    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
