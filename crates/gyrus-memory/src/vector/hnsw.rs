@@ -675,16 +675,14 @@ impl HnswIndex {
             ..
         } = s;
         exact.clear();
-        exact.resize(self.classes.len(), false);
-        let mut any_exact = false;
+        exact.extend(
+            self.classes
+                .iter()
+                .zip(pass.iter())
+                .map(|(class, &p)| p && class.live <= small),
+        );
         let mut hits = Vec::new();
-        for (c, class) in self.classes.iter().enumerate() {
-            if pass[c] && class.live <= small {
-                exact[c] = true;
-                any_exact = true;
-            }
-        }
-        if any_exact {
+        if exact.contains(&true) {
             for slot in 0..self.ids.len() {
                 if exact[self.class[slot] as usize] {
                     hits.push(Hit {
@@ -693,7 +691,6 @@ impl HnswIndex {
                     });
                 }
             }
-            hits = top_k(hits, top);
         }
         // Within a graph every node is of its namespace or a tombstone: with no tombstones
         // anywhere, skip the per-node class lookup.
@@ -865,12 +862,16 @@ impl VectorIndex for HnswIndex {
             e.u32s(u);
         }
         // Each namespace's graph: its entry point and top level.
-        let graphs: Vec<&Class> = self.classes.iter().filter(|c| c.entry.is_some()).collect();
+        let graphs: Vec<(u32, u32, usize)> = self
+            .classes
+            .iter()
+            .filter_map(|c| c.entry.map(|entry| (c.ns, entry, c.max_level)))
+            .collect();
         e.u64(graphs.len() as u64);
-        for c in graphs {
-            e.u32(c.ns);
-            e.u32(c.entry.unwrap_or(u32::MAX));
-            e.u32(c.max_level as u32);
+        for (ns, entry, max_level) in graphs {
+            e.u32(ns);
+            e.u32(entry);
+            e.u32(max_level as u32);
         }
         persist::write_atomic(path, &e.finish())
     }
@@ -979,10 +980,8 @@ impl VectorIndex for HnswIndex {
         }
         // No live node sits above its namespace's top level.
         for slot in 0..n {
-            if let Some(&c) = ix.class_of_ns.get(&ix.namespaces[slot])
-                && ix.class[slot] != DELETED
-                && ix.levels[slot] as usize > ix.classes[c as usize].max_level
-            {
+            let c = ix.class[slot] as usize;
+            if c != DELETED as usize && ix.levels[slot] as usize > ix.classes[c].max_level {
                 return Err(d.corrupt("node level out of range"));
             }
         }
