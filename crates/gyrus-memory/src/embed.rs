@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use serde::{Deserialize, Serialize};
 
 /// Which coordinate space a vector lives in.
@@ -42,12 +44,6 @@ pub trait Embedder: Send + Sync {
 
 /// A batch is split across cores only when each gets at least this many texts.
 const MIN_PER_WORKER: usize = 4;
-
-/// The cores this process may use (counted once).
-fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
 
 /// The bundled sentence encoder (`pocket-encoder`: paraphrase-MiniLM-L3-v2, 384-d, weights
 /// compiled into the binary; no download, no files). The default embedder.
@@ -116,28 +112,26 @@ impl Embedder for PocketEmbedder {
             }
         };
         let run = |texts: &[&str]| encoder.embed(texts).map_err(|e| EmbedError(e.to_string()));
-        // The encoder takes one text at a time, and a short text keeps its matrix multiplies
-        // too small to fill the cores: a batch is split across them (in order, one contiguous
-        // share per core), so storing or ingesting many items is not bound to one core.
-        let workers = cores().min(cut.len() / MIN_PER_WORKER).max(1);
-        if workers == 1 {
-            return run(&cut);
-        }
+        // The encoder's matrix multiplies (gemm, through candle) fork onto rayon's pool, so
+        // the work runs inside the pool: each multiply's split is then a local fork, not a
+        // hand-off from an outside thread and back (two dozen per text). The encoder takes
+        // one text at a time, and a short text keeps its multiplies too small to fill the
+        // cores, so a batch is split across the workers too (in order, contiguous shares).
+        let workers = rayon::current_num_threads()
+            .min(cut.len() / MIN_PER_WORKER)
+            .max(1);
         let share = cut.len().div_ceil(workers);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = cut
-                .chunks(share)
-                .map(|chunk| scope.spawn(move || run(chunk)))
-                .collect();
-            let mut out = Vec::with_capacity(cut.len());
-            for h in handles {
-                let part = h
-                    .join()
-                    .map_err(|_| EmbedError("the encoder panicked".into()))??;
-                out.extend(part);
-            }
-            Ok(out)
-        })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // `scope` runs its body on a worker (a parallel iterator alone would run an
+            // unsplit batch, such as a single query, on the calling thread).
+            rayon::scope(|_| {
+                cut.par_chunks(share)
+                    .map(run)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|parts| parts.into_iter().flatten().collect())
+            })
+        }))
+        .map_err(|_| EmbedError("the encoder panicked".into()))?
     }
 }
 
