@@ -217,6 +217,18 @@ impl std::fmt::Debug for MemoryStore {
 /// A fused score with the ranks it came from (text, vector).
 type Fused = (f64, Option<usize>, Option<usize>);
 
+/// What the full-text half of a query found (see [`MemoryStore::query`]).
+struct TextPhase {
+    /// The ids of the query's namespaces that exist.
+    ns_ids: Vec<i64>,
+    /// The query has no text (or no namespace): the newest matching items are the answer.
+    newest: bool,
+    /// The query's search terms.
+    terms: Vec<String>,
+    /// BM25 hits, best first, with the text the fusion weighs them by.
+    hits: Vec<(i64, String)>,
+}
+
 /// The in-RAM index and the last `vector_log` sequence number it reflects.
 struct Vectors {
     index: Index,
@@ -911,40 +923,42 @@ impl MemoryStore {
         } else {
             None
         };
-        std::thread::scope(|scope| {
-            // The encoder, the slowest step, runs on another thread beside the full-text
-            // search, so a hybrid query costs about the slower of the two, not their sum.
-            // A panic in the encoder becomes an error here, so the scope never re-raises it.
-            let pending = (needs_vector && cached.is_none()).then(|| {
-                scope.spawn(|| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.embed_all(&[text])
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(MemoryError::Embed(EmbedError(
-                            "the encoder panicked".into(),
-                        )))
-                    })
+        let embed = || -> Result<Option<Vec<f32>>, MemoryError> {
+            if cached.is_some() || !needs_vector {
+                return Ok(cached.clone());
+            }
+            // A panic in the encoder becomes an error here, so the join never re-raises it.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.embed_all(&[text])))
+                .unwrap_or_else(|_| {
+                    Err(MemoryError::Embed(EmbedError(
+                        "the encoder panicked".into(),
+                    )))
+                })?
+                .into_iter()
+                .next()
+                .map(Some)
+                .ok_or_else(|| {
+                    MemoryError::Embed(EmbedError("the encoder returned nothing".into()))
                 })
-            });
-            let embedding = || -> Result<Option<Vec<f32>>, MemoryError> {
-                match (cached, pending) {
-                    (Some(v), _) => Ok(Some(v)),
-                    (None, Some(handle)) => {
-                        let v = handle
-                            .join()
-                            .map_err(|_| {
-                                MemoryError::Embed(EmbedError("the encoder panicked".into()))
-                            })??
-                            .remove(0);
-                        lock(&self.hot).put_query_vector(text, &v);
-                        Ok(Some(v))
-                    }
-                    (None, None) => Ok(None),
-                }
-            };
-            self.search(query, &filter, text, depth, limit, embedding)
-        })
+        };
+        let full_text = || self.text_phase(query, &filter, text, depth);
+        let (embedding, found) = if needs_vector && cached.is_none() {
+            // The encoder, the slowest step, and the full-text search run side by side on
+            // the rayon pool the encoder's matrix multiplies already use: one worker embeds
+            // while another searches, then joins the multiplies, so a hybrid query costs
+            // about the slower of the two and never has more runnable threads than the pool
+            // has workers (an OS thread of its own for the encoder made three on two cores,
+            // and a slow tail). Nothing that holds the store's locks waits on the pool.
+            let (embedding, found) = rayon::join(embed, full_text);
+            let embedding = embedding?;
+            if let Some(v) = &embedding {
+                lock(&self.hot).put_query_vector(text, v);
+            }
+            (embedding, found)
+        } else {
+            (embed()?, full_text())
+        };
+        self.rank(query, &filter, depth, limit, found?, embedding)
     }
 
     /// The embedding of a query text, from the recent-queries cache when it is there (as
@@ -963,34 +977,65 @@ impl MemoryStore {
         Ok(v)
     }
 
-    /// The search behind [`MemoryStore::query`], with the query's embedding (when it needs
-    /// one) from `embedding`, which is always called, after the full-text search.
-    fn search(
+    /// The full-text half of [`MemoryStore::query`]: the ids of the query's namespaces that
+    /// exist and, when the mode uses full text, the BM25 hits in them.
+    fn text_phase(
         &self,
         query: &Query,
         filter: &Filter,
         text: &str,
         depth: usize,
-        limit: usize,
-        embedding: impl FnOnce() -> Result<Option<Vec<f32>>, MemoryError>,
-    ) -> Result<Vec<Scored>, MemoryError> {
+    ) -> Result<TextPhase, MemoryError> {
         let db = lock(&self.db);
         let ns_ids = namespace_ids(&db, &query.namespaces)?;
         if ns_ids.is_empty() || text.is_empty() {
-            embedding()?;
-            if ns_ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            return newest(&db, filter, &ns_ids, limit);
+            return Ok(TextPhase {
+                ns_ids,
+                newest: true,
+                terms: Vec::new(),
+                hits: Vec::new(),
+            });
         }
         let terms = crate::text::terms(text);
-        let text_hits = match (query.mode, crate::text::fts_query(&terms)) {
+        let hits = match (query.mode, crate::text::fts_query(&terms)) {
             (Mode::Hybrid | Mode::Text, Some(fts)) => {
                 text_search(&db, filter, &ns_ids, &fts, depth)?
             }
             _ => Vec::new(),
         };
-        let vector_hits = match embedding()? {
+        Ok(TextPhase {
+            ns_ids,
+            newest: false,
+            terms,
+            hits,
+        })
+    }
+
+    /// The rest of [`MemoryStore::query`]: the vector hits for `embedding` (when the query
+    /// has one), fused with the full-text hits, best first.
+    fn rank(
+        &self,
+        query: &Query,
+        filter: &Filter,
+        depth: usize,
+        limit: usize,
+        found: TextPhase,
+        embedding: Option<Vec<f32>>,
+    ) -> Result<Vec<Scored>, MemoryError> {
+        let TextPhase {
+            ns_ids,
+            newest: no_text,
+            terms,
+            hits: text_hits,
+        } = found;
+        if ns_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = lock(&self.db);
+        if no_text {
+            return newest(&db, filter, &ns_ids, limit);
+        }
+        let vector_hits = match embedding {
             Some(q) if query.as_of.is_some() => exact_search(&db, filter, &ns_ids, &q, depth)?,
             Some(q) => self.index_search(&db, filter, &ns_ids, &q, depth)?,
             None => Vec::new(),

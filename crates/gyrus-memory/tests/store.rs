@@ -579,3 +579,57 @@ fn an_older_full_text_index_is_rebuilt_at_open() {
         .unwrap();
     assert!(sql.contains(" ns,"), "{sql}");
 }
+
+/// Writes and queries from many threads at once all finish, and each thread sees only its
+/// own namespace. The encoder's work, batch embedding and a hybrid query's full-text search
+/// all run on rayon's pool; this fails (instead of hanging) if a lock holder ever waits on
+/// that pool while its workers wait on the lock.
+#[test]
+fn concurrent_writes_and_queries_finish_and_stay_apart() {
+    const THREADS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(&dir));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for t in 0..THREADS {
+        let s = s.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let name = format!("agent:ag_{t}");
+            let me = ns(&name);
+            for round in 0..3 {
+                let news = (0..9)
+                    .map(|i| {
+                        NewItem::new(
+                            Kind::Semantic,
+                            format!("round {round} note {i}: the pump in hall {t} was serviced"),
+                        )
+                    })
+                    .collect();
+                s.store_many(&me, news, 1_000 + round).unwrap();
+                for mode in [Mode::Hybrid, Mode::Vector, Mode::Text] {
+                    let mut query = q(&format!("when was hall {t}'s pump serviced"), &[&name]);
+                    query.mode = mode;
+                    let hits = s.query(&query, 10_000).unwrap();
+                    assert_eq!(hits.len(), 10.min(9 * (round as usize + 1)), "{mode:?}");
+                    assert!(
+                        hits.iter().all(|h| h.item.namespace == me),
+                        "{mode:?} leaked into {name}: {hits:?}"
+                    );
+                }
+            }
+            tx.send(t).unwrap();
+        });
+    }
+    drop(tx);
+    let mut done = Vec::new();
+    // A thread that fails drops its sender without sending; one that hangs times out.
+    while let Ok(t) = rx.recv_timeout(std::time::Duration::from_secs(300)) {
+        done.push(t);
+    }
+    done.sort_unstable();
+    assert_eq!(
+        done,
+        (0..THREADS).collect::<Vec<_>>(),
+        "a thread failed or hung"
+    );
+}
