@@ -203,9 +203,18 @@ impl Session<'_> {
     /// Logits for the token after `tokens`, which start at `position` in the sequence.
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor, candle_core::Error> {
         let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
+        // candle forks every matrix multiply onto rayon's global pool; run the whole forward
+        // pass inside the pool, so each fork is local to a worker instead of a hand-off from
+        // this thread and back (hundreds per token).
         let logits = match self {
-            Self::Llama(w) => w.forward(&input, position)?,
-            Self::Qwen2(w) => w.forward(&input, position)?,
+            Self::Llama(w) => {
+                let w: &mut quantized_llama::ModelWeights = w;
+                rayon::scope(|_| w.forward(&input, position))?
+            }
+            Self::Qwen2(w) => {
+                let w: &mut quantized_qwen2::ModelWeights = w;
+                rayon::scope(|_| w.forward(&input, position))?
+            }
         };
         logits.squeeze(0)?.to_dtype(DType::F32)
     }
