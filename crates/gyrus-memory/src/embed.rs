@@ -39,10 +39,14 @@ pub trait Embedder: Send + Sync {
     /// The space its vectors live in.
     fn id(&self) -> &EmbedderId;
     /// One unit vector per text, in order.
+    ///
+    /// A query calls this on a worker of rayon's global pool, beside its full-text search;
+    /// an implementation that waits on I/O holds that worker while it waits, and one must
+    /// never wait on a lock whose holder waits on the pool.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
 
-/// A batch is split across cores only when each gets at least this many texts.
+/// A batch is split across the pool's workers only when each gets at least this many texts.
 const MIN_PER_WORKER: usize = 4;
 
 /// The bundled sentence encoder (`pocket-encoder`: paraphrase-MiniLM-L3-v2, 384-d, weights
