@@ -574,7 +574,7 @@ impl MemoryStore {
             ttl_ms: old.ttl_ms,
         };
         let tags = new.check().map_err(MemoryError::Invalid)?;
-        let vec = self.embed_all(&[new.content.as_str()])?.remove(0);
+        let vec = self.embed_one(&new.content)?;
         let mut db = lock(&self.db);
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (old_rowid, ns, lineage): (i64, i64, String) = tx.query_row(
@@ -923,24 +923,6 @@ impl MemoryStore {
         } else {
             None
         };
-        let embed = || -> Result<Option<Vec<f32>>, MemoryError> {
-            if cached.is_some() || !needs_vector {
-                return Ok(cached.clone());
-            }
-            // A panic in the encoder becomes an error here, so the join never re-raises it.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.embed_all(&[text])))
-                .unwrap_or_else(|_| {
-                    Err(MemoryError::Embed(EmbedError(
-                        "the encoder panicked".into(),
-                    )))
-                })?
-                .into_iter()
-                .next()
-                .map(Some)
-                .ok_or_else(|| {
-                    MemoryError::Embed(EmbedError("the encoder returned nothing".into()))
-                })
-        };
         let full_text = || self.text_phase(query, &filter, text, depth);
         let (embedding, found) = if needs_vector && cached.is_none() {
             // The encoder, the slowest step, and the full-text search run side by side on
@@ -949,14 +931,21 @@ impl MemoryStore {
             // about the slower of the two and never has more runnable threads than the pool
             // has workers (an OS thread of its own for the encoder made three on two cores,
             // and a slow tail). Nothing that holds the store's locks waits on the pool.
+            // A panic in the encoder becomes an error here, so the join never re-raises it.
+            let embed = || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.embed_one(text)))
+                    .unwrap_or_else(|_| {
+                        Err(MemoryError::Embed(EmbedError(
+                            "the encoder panicked".into(),
+                        )))
+                    })
+            };
             let (embedding, found) = rayon::join(embed, full_text);
-            let embedding = embedding?;
-            if let Some(v) = &embedding {
-                lock(&self.hot).put_query_vector(text, v);
-            }
-            (embedding, found)
+            let v = embedding?;
+            lock(&self.hot).put_query_vector(text, &v);
+            (Some(v), found)
         } else {
-            (embed()?, full_text())
+            (cached, full_text())
         };
         self.rank(query, &filter, depth, limit, found?, embedding)
     }
@@ -969,10 +958,7 @@ impl MemoryStore {
         if let Some(v) = lock(&self.hot).query_vector(text) {
             return Ok(v);
         }
-        let v =
-            self.embed_all(&[text])?.into_iter().next().ok_or_else(|| {
-                MemoryError::Embed(EmbedError("the encoder returned nothing".into()))
-            })?;
+        let v = self.embed_one(text)?;
         lock(&self.hot).put_query_vector(text, &v);
         Ok(v)
     }
@@ -1185,6 +1171,14 @@ impl MemoryStore {
         db.path()
             .map(PathBuf::from)
             .ok_or_else(|| MemoryError::Invalid("the memory database has no file".into()))
+    }
+
+    /// One text's vector (see [`MemoryStore::embed_all`]).
+    fn embed_one(&self, text: &str) -> Result<Vec<f32>, MemoryError> {
+        self.embed_all(&[text])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| MemoryError::Embed(EmbedError("the encoder returned nothing".into())))
     }
 
     fn embed_all(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, MemoryError> {
